@@ -1,0 +1,95 @@
+"""Fitted on the validation split only: probability calibration, operating threshold, and the feature
+distribution behind the "is this a skin lesion at all" check (numpy, no torch)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import minimize
+
+
+def sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(z, -60, 60)))
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """p = sigmoid((logit - bias) / temperature).
+
+    The bias removes the prior shift that class weighting puts into the logits; the temperature fixes
+    over-confidence. Both are fitted by minimising the log loss on validation logits.
+    """
+
+    temperature: float = 1.0
+    bias: float = 0.0
+
+    def apply(self, logits: np.ndarray) -> np.ndarray:
+        return sigmoid((np.asarray(logits, dtype=np.float64) - self.bias) / self.temperature)
+
+
+def fit_calibration(logits: np.ndarray, labels: np.ndarray) -> Calibration:
+    z = np.asarray(logits, dtype=np.float64)
+    y = np.asarray(labels, dtype=np.float64)
+
+    def nll(params: np.ndarray) -> float:
+        log_t, b = params
+        s = (z - b) / np.exp(log_t)
+        # log(1 + e^s) - y*s, computed stably
+        return float(np.mean(np.logaddexp(0.0, s) - y * s))
+
+    result = minimize(nll, x0=np.array([0.0, 0.0]), method="Nelder-Mead", options={"xatol": 1e-5, "fatol": 1e-8})
+    log_t, b = result.x
+    return Calibration(temperature=float(np.exp(log_t)), bias=float(b))
+
+
+def choose_threshold(prob: np.ndarray, labels: np.ndarray, target_sensitivity: float) -> float:
+    """The highest threshold whose sensitivity on these cases is at least the target."""
+    prob = np.asarray(prob, dtype=np.float64)
+    positives = np.sort(prob[np.asarray(labels) == 1])[::-1]
+    if positives.size == 0:
+        return 0.5
+    # keeping the k highest-scoring positives above the threshold gives sensitivity k / n
+    k = int(np.ceil(target_sensitivity * positives.size))
+    k = min(max(k, 1), positives.size)
+    return float(positives[k - 1])
+
+
+@dataclass(frozen=True)
+class FeatureGaussian:
+    """A Gaussian of the penultimate features of training images, in a compact form.
+
+    Mahalanobis distance in the top-k principal directions plus the residual energy scaled by the mean
+    remaining variance: nearly the full distance at a fraction of the size (k x d instead of d x d).
+    """
+
+    mean: np.ndarray  # (d,)
+    components: np.ndarray  # (d, k), columns scaled by 1/sqrt(eigenvalue)
+    basis: np.ndarray  # (d, k) orthonormal principal directions
+    residual_scale: float  # 1 / mean of the remaining eigenvalues
+
+    def distance(self, features: np.ndarray) -> np.ndarray:
+        centred = np.asarray(features, dtype=np.float64) - self.mean
+        whitened = centred @ self.components
+        residual = centred - (centred @ self.basis) @ self.basis.T
+        d2 = np.sum(whitened**2, axis=1) + np.sum(residual**2, axis=1) * self.residual_scale
+        return np.sqrt(d2 / self.mean.shape[0])
+
+
+def fit_feature_gaussian(features: np.ndarray, k: int = 128) -> FeatureGaussian:
+    from sklearn.covariance import LedoitWolf  # shrinkage: 1280 dims from a few thousand images
+
+    x = np.asarray(features, dtype=np.float64)
+    k = min(k, x.shape[1] - 1, x.shape[0] - 1)
+    cov = LedoitWolf().fit(x).covariance_
+    values, vectors = np.linalg.eigh(cov)
+    order = np.argsort(values)[::-1]
+    values, vectors = np.maximum(values[order], 1e-12), vectors[:, order]
+    basis = vectors[:, :k]
+    rest = values[k:]
+    return FeatureGaussian(
+        mean=x.mean(axis=0),
+        components=basis / np.sqrt(values[:k]),
+        basis=basis,
+        residual_scale=float(1.0 / rest.mean()) if rest.size else 0.0,
+    )

@@ -1,0 +1,160 @@
+"""The `skinscan` command: thin subcommands over library functions, with lazy imports so that
+`predict` and `serve` never load torch."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import MISSING, fields
+from typing import Any
+
+from skinscan import DISCLAIMER, __version__
+from skinscan.errors import MissingExtraError, SkinscanError
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+
+_EXTRA_OF = {"torch": "train", "onnx": "train", "fastapi": "serve", "uvicorn": "serve", "qtpy": "gui", "PyQt5": "gui"}
+
+
+def _require(module: str) -> None:
+    """Fail with an install hint, not a traceback, when an optional dependency is missing."""
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise MissingExtraError(module, _EXTRA_OF.get(module, "dev"))
+
+
+# --- train ------------------------------------------------------------------------------------------
+
+
+def _add_train(sub: Any) -> None:
+    from skinscan.train_config import TrainConfig
+
+    p = sub.add_parser("train", help="train a model (needs the [train] extra)", description="Train a model.")
+    p.add_argument("data", nargs="*", help="training data (folders or CSVs); default: the bundled model's data")
+    p.add_argument("--config", help="a TOML file of training settings")
+    for f in fields(TrainConfig):
+        if f.name == "data":
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        default = f.default if f.default is not MISSING else None
+        help_text = f"(default: {default})" if default is not None else ""
+        if f.type in ("bool", bool):
+            p.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        elif str(f.type).startswith("list"):
+            p.add_argument(flag, dest=f.name, action="append", default=None, help=help_text + " (repeatable)")
+        else:
+            kind: Callable[[str], Any] = float if "float" in str(f.type) else int if f.type == "int" else str
+            p.add_argument(flag, dest=f.name, type=kind, default=None, help=help_text)
+    p.set_defaults(func=_run_train)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    _require("torch")
+    from skinscan.train import train
+    from skinscan.train_config import TrainConfig, config_from
+
+    overrides = {f.name: getattr(args, f.name, None) for f in fields(TrainConfig) if f.name != "data"}
+    if args.data:
+        overrides["data"] = args.data
+    cfg = config_from(args.config, **overrides)
+    best = train(cfg)
+    print(f"best checkpoint: {best}")
+    return 0
+
+
+# --- evaluate ---------------------------------------------------------------------------------------
+
+
+def _add_evaluate(sub: Any) -> None:
+    p = sub.add_parser("evaluate", help="evaluate a model on labelled data and write a report")
+    p.add_argument("data", help="a dataset folder or CSV")
+    p.add_argument("--split", help="split of the data (e.g. train, test)")
+    p.add_argument("--model", help="an exported model (.onnx or its folder) or a checkpoint (.pt); default: bundled")
+    p.add_argument("--out", required=True, help="folder for metrics.json, plots and report.html")
+    p.add_argument("--threshold", type=float, help="override the model's operating threshold")
+    p.add_argument("--tta", action="store_true", help="test-time augmentation (flips and rotations)")
+    p.add_argument("--exclude-same-as", action="append", default=[], help="drop images that duplicate this data")
+    p.add_argument("--duplicates", action="append", default=[], help="a same_image_as manifest (repeatable)")
+    p.add_argument("--skip-bad", action="store_true", help="skip unreadable images with a warning")
+    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for the 95%% intervals")
+    p.set_defaults(func=_run_evaluate)
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    from skinscan.evaluate import evaluate
+
+    metrics = evaluate(
+        args.data,
+        split=args.split,
+        model=args.model,
+        out=args.out,
+        threshold=args.threshold,
+        tta=args.tta,
+        exclude_same_as=args.exclude_same_as,
+        duplicates=args.duplicates,
+        skip_bad=args.skip_bad,
+        n_boot=args.n_boot,
+    )
+    keys = ("auc", "accuracy", "balanced_accuracy", "sensitivity", "specificity", "precision", "f1", "ece")
+    print(f"n={metrics['n']} ({metrics['n_malignant']} malignant), threshold {metrics['threshold']:.3f}")
+    for k in keys:
+        value, ci = metrics.get(k), metrics.get(f"{k}_ci")
+        shown = "n/a" if value is None else f"{value:.4f}"
+        interval = f"  (95% CI {ci[0]:.4f}–{ci[1]:.4f})" if ci else ""
+        print(f"  {k:<18} {shown}{interval}")
+    print(f"report: {args.out}/report.html")
+    return 0
+
+
+# --- models -----------------------------------------------------------------------------------------
+
+
+def _add_models(sub: Any) -> None:
+    p = sub.add_parser("models", help="list the trainable network architectures")
+    p.set_defaults(func=_run_models)
+
+
+def _run_models(args: argparse.Namespace) -> int:
+    _require("torch")
+    from skinscan.models import list_models
+
+    print("\n".join(list_models()))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="skinscan", description=f"Skin-lesion screening. {DISCLAIMER}")
+    parser.add_argument("--version", action="version", version=f"skinscan {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for add in _COMMANDS:
+        add(sub)
+    return parser
+
+
+_COMMANDS: list[Callable[[Any], None]] = [_add_train, _add_evaluate, _add_models]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return int(args.func(args))
+    except SkinscanError as exc:
+        print(f"skinscan: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"skinscan: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("skinscan: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,55 @@
+"""The one error hierarchy of skinscan. Each edge (API, CLI, GUI) translates these once.
+
+SkinscanError
+├── InvalidImageError        the bytes are not an image we can read (not an image, corrupt, truncated, empty)
+│   ├── UnsupportedFormatError   a recognisable file of a kind we do not read (SVG, PDF, zip, ...)
+│   ├── ImageTooSmallError       under the minimum side length
+│   └── ImageTooLargeError       too many pixels (decompression bomb) or too many bytes
+├── DataError                a dataset folder or file that cannot be read as labelled records
+├── ModelNotFoundError       an unknown model name or a missing model file
+├── ModelFormatError         a model file or spec that is unreadable or inconsistent
+└── MissingExtraError        an optional dependency is not installed; the message says which extra
+"""
+
+from __future__ import annotations
+
+
+class SkinscanError(Exception):
+    """Base of every error skinscan raises on purpose."""
+
+
+class InvalidImageError(SkinscanError):
+    """The input is not an image skinscan can read."""
+
+
+class UnsupportedFormatError(InvalidImageError):
+    """A recognisable file, but of a kind skinscan does not accept."""
+
+
+class ImageTooSmallError(InvalidImageError):
+    """The image is smaller than the minimum side length."""
+
+
+class ImageTooLargeError(InvalidImageError):
+    """The image has too many pixels or bytes."""
+
+
+class DataError(SkinscanError):
+    """A dataset that cannot be read as labelled records."""
+
+
+class ModelNotFoundError(SkinscanError):
+    """An unknown model name or a missing model file."""
+
+
+class ModelFormatError(SkinscanError):
+    """A model file or spec that cannot be used."""
+
+
+class MissingExtraError(SkinscanError):
+    """An optional dependency is missing."""
+
+    def __init__(self, module: str, extra: str) -> None:
+        super().__init__(f"{module} is not installed; install it with: pip install 'skinscan[{extra}]'")
+        self.module = module
+        self.extra = extra

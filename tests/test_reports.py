@@ -1,0 +1,180 @@
+"""Tests for skinscan.reports: metrics against hand-computed values, bootstrap intervals, ECE, files written."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.metrics import balanced_accuracy_score, roc_auc_score
+
+from skinscan import DISCLAIMER
+from skinscan.reports import compute_metrics, plot_history, write_evaluation
+from skinscan.reports.metrics import METRIC_KEYS, classification_report_text, reliability_bins
+from skinscan.reports.plots import _grid_sample, plot_grid
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+# Hand-worked case: at threshold 0.5, tp=3 (0.7, 0.8, 0.9), fn=1 (0.4), fp=2 (0.6, 0.55), tn=4.
+Y = np.array([0, 0, 0, 0, 1, 1, 1, 0, 1, 0])
+P = np.array([0.1, 0.2, 0.3, 0.6, 0.7, 0.8, 0.4, 0.05, 0.9, 0.55])
+
+
+def _synthetic(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y = (rng.random(n) < 0.35).astype(int)
+    prob = np.clip(rng.normal(0.3 + 0.35 * y, 0.18), 0.0, 1.0)
+    return y, prob
+
+
+def test_metrics_match_hand_computed_values() -> None:
+    m = compute_metrics(Y, P, 0.5, n_boot=0)
+    assert m["confusion_matrix"] == [[4, 2], [1, 3]]
+    assert m["sensitivity"] == pytest.approx(3 / 4, abs=1e-4)
+    assert m["specificity"] == pytest.approx(4 / 6, abs=1e-4)
+    assert m["precision"] == pytest.approx(3 / 5, abs=1e-4)
+    assert m["f1"] == pytest.approx(2 * 3 / (2 * 3 + 2 + 1), abs=1e-4)
+    assert m["accuracy"] == pytest.approx(7 / 10, abs=1e-4)
+    assert m["balanced_accuracy"] == pytest.approx((3 / 4 + 4 / 6) / 2, abs=1e-4)
+    assert m["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(Y, P >= 0.5), abs=1e-4)
+    assert m["auc"] == pytest.approx(22 / 24, abs=1e-4)  # the 0.4 positive ranks above 4 of 6 negatives
+    assert (m["threshold"], m["n"], m["n_malignant"], m["n_boot"]) == (0.5, 10, 4, 0)
+    assert all(m[f"{key}_ci"] is None for key in METRIC_KEYS)
+
+
+def test_threshold_is_inclusive() -> None:
+    m = compute_metrics([0, 1], [0.5, 0.5], 0.5, n_boot=0)
+    assert m["confusion_matrix"] == [[0, 1], [0, 1]]
+
+
+@pytest.mark.parametrize("decimals", [1, 2, 6])
+def test_auc_matches_sklearn_with_ties(decimals: int) -> None:
+    y, prob = _synthetic(500, seed=decimals)
+    prob = prob.round(decimals)
+    assert compute_metrics(y, prob, 0.5, n_boot=0)["auc"] == pytest.approx(roc_auc_score(y, prob), abs=1e-4)
+
+
+def test_intervals_contain_estimate_and_are_seed_deterministic() -> None:
+    y, prob = _synthetic(400)
+    first = compute_metrics(y, prob, 0.5, n_boot=300, seed=7)
+    again = compute_metrics(y, prob, 0.5, n_boot=300, seed=7)
+    other = compute_metrics(y, prob, 0.5, n_boot=300, seed=8)
+    assert first == again
+    assert first != other
+    for key in METRIC_KEYS:
+        low, high = first[f"{key}_ci"]
+        assert low <= first[key] <= high, key
+        assert high - low < 0.25, key
+
+
+def test_ece_hand_computed_and_matches_reliability_bins() -> None:
+    assert compute_metrics([0, 1], [0.2, 0.2], 0.5, n_boot=0)["ece"] == pytest.approx(0.3)
+    assert compute_metrics([1, 0], [0.9, 0.1], 0.5, n_boot=0)["ece"] == pytest.approx(0.1)
+    bins = reliability_bins(Y, P)
+    assert bins.count.sum() == Y.size and len(bins.count) == 15
+    assert compute_metrics(Y, P, 0.5, n_boot=0)["ece"] == pytest.approx(bins.ece, abs=1e-4)
+
+
+def test_ece_small_when_calibrated_and_large_when_not() -> None:
+    rng = np.random.default_rng(0)
+    prob = rng.random(20_000)
+    y = (rng.random(prob.size) < prob).astype(int)
+    assert compute_metrics(y, prob, 0.5, n_boot=0)["ece"] < 0.03
+    overconfident = np.where(prob >= 0.5, 0.99, 0.01)
+    assert compute_metrics(y, overconfident, 0.5, n_boot=0)["ece"] > 0.2
+
+
+@pytest.mark.parametrize("label", [0, 1])
+def test_single_class_does_not_crash(label: int) -> None:
+    y = np.full(20, label)
+    prob = np.linspace(0.0, 1.0, 20)
+    m = compute_metrics(y, prob, 0.5, n_boot=100)
+    assert m["auc"] is None and m["auc_ci"] is None
+    # Zero denominators are reported as 0.0: no positives -> sensitivity 0; no negatives -> specificity 0.
+    assert m["sensitivity" if label == 0 else "specificity"] == 0.0
+    assert m["accuracy"] == pytest.approx(0.5)
+    json.dumps(m, allow_nan=False)
+    assert "malignant" in classification_report_text(y, prob, 0.5)
+
+
+@pytest.mark.parametrize(
+    ("y_true", "prob"),
+    [([0, 1], [0.2]), ([0, 2], [0.1, 0.2]), ([0, 1], [0.1, 1.5]), ([0, 1], [0.1, float("nan")]), ([], [])],
+)
+def test_invalid_input_raises(y_true: list[int], prob: list[float]) -> None:
+    with pytest.raises(ValueError):
+        compute_metrics(y_true, prob, 0.5)
+
+
+def test_grid_sample_puts_most_confident_errors_first() -> None:
+    probs = np.array([0.95, 0.6, 0.1, 0.2, 0.3, 0.7, 0.8, 0.05, 0.4, 0.9])
+    labels = np.array([0, 0, 1, 0, 0, 1, 1, 0, 0, 1])  # errors: 0.95 (margin .45), 0.6 (.1), 0.1 (.4)
+    picked = _grid_sample(probs, labels, 0.5, 6)
+    assert picked[:3] == [0, 2, 1]
+    assert len(picked) == len(set(picked)) == 6
+    assert _grid_sample(probs, labels, 0.5, 6) == picked
+    assert _grid_sample(probs, labels, 0.5, 20) == list(range(10))
+
+
+def test_write_evaluation_writes_every_file(tmp_path: Path) -> None:
+    y, prob = _synthetic(120)
+    rng = np.random.default_rng(1)
+    thumbs = [rng.integers(0, 256, size=(24, 24, 3), dtype=np.uint8) for _ in range(y.size)]
+    names = [f"case_{i:03d}" for i in range(y.size)]
+    info = {"model": "tiny <test> & model", "data": "synthetic"}
+    metrics = write_evaluation(tmp_path / "eval", y, prob, 0.5, thumbs=thumbs, names=names, info=info, n_boot=200)
+
+    out = tmp_path / "eval"
+    for name in ("roc.png", "pr.png", "reliability.png", "confusion.png", "grid.png"):
+        assert (out / name).read_bytes().startswith(PNG_MAGIC), name
+    assert "benign" in (out / "classification_report.txt").read_text()
+
+    saved = json.loads((out / "metrics.json").read_text())
+    required = {*METRIC_KEYS, *(f"{k}_ci" for k in METRIC_KEYS), "threshold", "n", "n_malignant"}
+    assert required | {"confusion_matrix", "n_boot", "disclaimer"} <= saved.keys()
+    assert saved["disclaimer"] == DISCLAIMER
+    assert {k: v for k, v in saved.items() if k != "disclaimer"} == metrics
+
+    page = (out / "report.html").read_text()
+    assert "http://" not in page and "https://" not in page
+    sources = re.findall(r'src="([^"]*)"', page)
+    assert len(sources) == 5 and all(s.startswith("data:image/png;base64,") for s in sources)
+    assert "<script" not in page and "<link" not in page
+    assert DISCLAIMER in page
+    assert "tiny &lt;test&gt; &amp; model" in page and "<test>" not in page
+
+
+def test_write_evaluation_single_class_without_thumbs(tmp_path: Path) -> None:
+    metrics = write_evaluation(tmp_path, np.zeros(8, dtype=int), np.linspace(0.1, 0.9, 8), 0.5, n_boot=50)
+    assert metrics["auc"] is None
+    assert not (tmp_path / "grid.png").exists()
+    assert (tmp_path / "report.html").exists()
+
+
+def test_plot_grid_rejects_bad_thumbnails(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="uint8"):
+        plot_grid([np.zeros((8, 8, 3), dtype=np.float32)], [0.3], [0], 0.5, tmp_path / "g.png")
+
+
+def test_plot_history_writes_png(tmp_path: Path) -> None:
+    history = [
+        {"epoch": e, "train_loss": 1 / e, "val_loss": 1.2 / e, "train_accuracy": 1 - 0.5 / e, "val_accuracy": 0.7}
+        for e in range(1, 6)
+    ]
+    history[2]["lr"] = 1e-4
+    path = plot_history(history, tmp_path / "history.png")
+    assert path.read_bytes().startswith(PNG_MAGIC)
+
+
+def test_reports_import_neither_torch_nor_qt_nor_pyplot() -> None:
+    code = (
+        "import sys, skinscan.reports; "
+        "bad = [m for m in ('torch', 'qtpy', 'PyQt5', 'matplotlib.pyplot') if m in sys.modules]; "
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
