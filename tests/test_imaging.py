@@ -45,16 +45,21 @@ def _png_header_only(width: int, height: int) -> bytes:
     )
 
 
-def _dicom(arr: np.ndarray, photometric: str, bits: int, **elements: object) -> bytes:
+def _dicom(arr: np.ndarray | None, photometric: str = "", bits: int = 8, syntax: str = "", **elements: object) -> bytes:
+    """A DICOM file with its preamble and "DICM" magic, holding `arr` (if given) as uncompressed pixels."""
     from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+    from pydicom.uid import UID, ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds.SOPClassUID = SecondaryCaptureImageStorage
     ds.SOPInstanceUID = generate_uid()
-    ds.set_pixel_data(arr, photometric, bits)
+    ds.PatientName = "Nobody"
+    if arr is not None:
+        ds.set_pixel_data(arr, photometric, bits)
+    if syntax:
+        ds.file_meta.TransferSyntaxUID = UID(syntax)
     for keyword, value in elements.items():
         setattr(ds, keyword, value)
     buffer = io.BytesIO()
@@ -252,21 +257,30 @@ def test_dicom_window() -> None:
 
 
 def test_dicom_without_pixels() -> None:
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
-
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.SOPClassUID = SecondaryCaptureImageStorage
-    ds.SOPInstanceUID = generate_uid()
-    ds.PatientName = "Nobody"
-    buffer = io.BytesIO()
-    ds.save_as(buffer, enforce_file_format=True)
     with pytest.raises(InvalidImageError, match="no pixel data") as info:
-        load_image(buffer.getvalue())
+        load_image(_dicom(None))
     assert type(info.value) is InvalidImageError
     _assert_clean_error(info.value)
+
+
+def test_dicom_without_decoder() -> None:
+    from pydicom.encaps import encapsulate
+    from pydicom.pixels import get_decoder
+    from pydicom.uid import JPEGLSLossless
+
+    if get_decoder(JPEGLSLossless).is_available:
+        pytest.skip("a JPEG-LS decoder is installed here")
+    frame = b"\xff\xd8\xff\xf7" + bytes(60)  # a JPEG-LS start; never decoded
+    data = _dicom(np.zeros((40, 40), np.uint8), "MONOCHROME2", 8, syntax=JPEGLSLossless, PixelData=encapsulate([frame]))
+    with pytest.raises(UnsupportedFormatError, match="JPEG-LS") as info:
+        load_image(data)
+    _assert_clean_error(info.value)
+
+
+def test_dicom_corrupt_pixels() -> None:
+    data = _dicom(np.zeros((40, 40), np.uint16), "MONOCHROME2", 12)
+    with pytest.raises(InvalidImageError, match="corrupt DICOM"):
+        load_image(data[:-100])
 
 
 # --- refusals ----------------------------------------------------------------------------------------------------
@@ -374,7 +388,8 @@ SNIFF_CASES = [
     (b"8BPS\x00\x01", "psd"),
     (b"\x00\x00\x01\x00\x01\x00\x10\x10", "ico"),
     (b"\xff\xfeh\x00i\x00", "text"),
-    (b"caf\xc3\xa9 \xe2\x82", "text"),  # UTF-8 cut inside a character is still text
+    (("caf\u00e9 " * 1000).encode(), "text"),  # the 4 KiB sample ends inside a UTF-8 character
+    (b"\x00\x01", None),
     (b"\x00\x01\x02\x03binary", None),
     (b"", None),
 ]

@@ -38,7 +38,9 @@ def fit_calibration(logits: np.ndarray, labels: np.ndarray) -> Calibration:
         # log(1 + e^s) - y*s, computed stably
         return float(np.mean(np.logaddexp(0.0, s) - y * s))
 
-    result = minimize(nll, x0=np.array([0.0, 0.0]), method="Nelder-Mead", options={"xatol": 1e-5, "fatol": 1e-8})
+    # bounded: on perfectly separated validation data the unbounded optimum is a temperature of zero
+    bounds = [(np.log(0.05), np.log(20.0)), (-20.0, 20.0)]
+    result = minimize(nll, x0=np.array([0.0, 0.0]), method="L-BFGS-B", bounds=bounds)
     log_t, b = result.x
     return Calibration(temperature=float(np.exp(log_t)), bias=float(b))
 

@@ -15,7 +15,10 @@ from skinscan.errors import MissingExtraError, SkinscanError
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 
-_EXTRA_OF = {"torch": "train", "onnx": "train", "fastapi": "serve", "uvicorn": "serve", "qtpy": "gui", "PyQt5": "gui"}
+_EXTRA_OF = {
+    "torch": "train", "onnx": "train", "fastapi": "serve", "uvicorn": "serve", "python_multipart": "serve",
+    "qtpy": "gui", "PyQt5": "gui",
+}  # fmt: skip
 
 
 def _require(module: str) -> None:
@@ -77,6 +80,7 @@ def _add_evaluate(sub: Any) -> None:
     p.add_argument("--threshold", type=float, help="override the model's operating threshold")
     p.add_argument("--tta", action="store_true", help="test-time augmentation (flips and rotations)")
     p.add_argument("--exclude-same-as", action="append", default=[], help="drop images that duplicate this data")
+    p.add_argument("--exclude-split", help="split of the --exclude-same-as data (default: all of it)")
     p.add_argument("--duplicates", action="append", default=[], help="a same_image_as manifest (repeatable)")
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable images with a warning")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for the 95%% intervals")
@@ -94,6 +98,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         threshold=args.threshold,
         tta=args.tta,
         exclude_same_as=args.exclude_same_as,
+        exclude_split=args.exclude_split,
         duplicates=args.duplicates,
         skip_bad=args.skip_bad,
         n_boot=args.n_boot,
@@ -107,6 +112,65 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         print(f"  {k:<18} {shown}{interval}")
     print(f"report: {args.out}/report.html")
     return 0
+
+
+# --- export -----------------------------------------------------------------------------------------
+
+
+def _add_export(sub: Any) -> None:
+    p = sub.add_parser("export", help="export a checkpoint as model.onnx + model.json (needs [train])")
+    p.add_argument("checkpoint", help="a best.pt written by skinscan train")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--version", default="1.0.0", help="the model's version")
+    p.add_argument("--ood-quantile", type=float, default=0.99,
+                   help="validation quantile of the feature distance above which images are refused")
+    p.add_argument("--ood-margin", type=float, default=1.0, help="multiplies that distance threshold")
+    p.add_argument("--metrics", action="append", default=[], metavar="NAME=METRICS_JSON",
+                   help="attach test metrics (from skinscan evaluate) to the model card; repeatable")
+    p.set_defaults(func=_run_export)
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    _require("torch")
+    _require("onnx")
+    import json
+    import shlex
+
+    from skinscan.export import export_checkpoint
+
+    metrics = {}
+    for item in args.metrics:
+        name, sep, path = item.partition("=")
+        if not sep:
+            raise ValueError(f"--metrics takes NAME=PATH, not {item!r}")
+        metrics[name] = json.loads(open(path).read())
+    command = "skinscan " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    spec = export_checkpoint(args.checkpoint, args.out, version=args.version, ood_quantile=args.ood_quantile,
+                             ood_margin=args.ood_margin,
+                             metrics=metrics, command=command)
+    print(f"exported {spec.id} (threshold {spec.threshold:.3f}, temperature {spec.temperature:.3f}) to {args.out}")
+    return 0
+
+
+# --- predict ----------------------------------------------------------------------------------------
+
+
+def _add_predict(sub: Any) -> None:
+    p = sub.add_parser("predict", help="judge images or folders of images")
+    p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER")
+    p.add_argument("--model", help="model.onnx or its folder (default: $SKINSCAN_MODEL, else the bundled model)")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.add_argument("--heatmap", metavar="DIR", help="write a heatmap overlay PNG per image into DIR")
+    p.add_argument("--csv", metavar="FILE", help="also write the results as CSV")
+    p.add_argument("--threshold", type=float, help="override the model's operating threshold")
+    p.add_argument("--no-checks", action="store_true", help="judge even images that fail the input checks")
+    p.set_defaults(func=_run_predict)
+
+
+def _run_predict(args: argparse.Namespace) -> int:
+    from skinscan.predict import run_predict
+
+    return run_predict(args)
 
 
 # --- models -----------------------------------------------------------------------------------------
@@ -125,6 +189,49 @@ def _run_models(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- serve ------------------------------------------------------------------------------------------
+
+
+def _add_serve(sub: Any) -> None:
+    p = sub.add_parser("serve", help="start the prediction service and web client (needs the [serve] extra)",
+                       description="Serve the REST API and the web client. Settings also come from SKINSCAN_* "
+                                   "variables (SKINSCAN_API_KEY, SKINSCAN_MAX_UPLOAD_MB, SKINSCAN_CORS_ORIGINS, ...).")
+    p.add_argument("--host", help="address to listen on (default: $SKINSCAN_HOST, else 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port to listen on (default: $SKINSCAN_PORT, else 9889)")
+    p.add_argument("--model", help="model.onnx or its folder (default: $SKINSCAN_MODEL, else the bundled model)")
+    p.add_argument("--workers", type=int, help="server processes, each with its own model (default: 1)")
+    p.set_defaults(func=_run_serve)
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    _require("fastapi")
+    _require("uvicorn")
+    _require("python_multipart")
+    from skinscan.api.server import serve
+    from skinscan.api.settings import Settings
+
+    given = {k: getattr(args, k) for k in ("host", "port", "model", "workers") if getattr(args, k) is not None}
+    return serve(Settings(**given))
+
+
+# --- gui --------------------------------------------------------------------------------------------
+
+
+def _add_gui(sub: Any) -> None:
+    p = sub.add_parser("gui", help="open the desktop app (needs the [gui] extra)", description="Open the desktop app.")
+    p.add_argument("--model", help="a local model.onnx or its folder (default: $SKINSCAN_MODEL, else the bundled model)")
+    p.add_argument("--host", help="use the skinscan server on this host instead of a local model")
+    p.add_argument("--port", type=int, help="the skinscan server's port (with --host; default: the last one used)")
+    p.set_defaults(func=_run_gui)
+
+
+def _run_gui(args: argparse.Namespace) -> int:
+    _require("qtpy")
+    from skinscan.gui.app import run_gui
+
+    return run_gui(model=args.model, host=args.host, port=args.port)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="skinscan", description=f"Skin-lesion screening. {DISCLAIMER}")
     parser.add_argument("--version", action="version", version=f"skinscan {__version__}")
@@ -134,7 +241,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_COMMANDS: list[Callable[[Any], None]] = [_add_train, _add_evaluate, _add_models]
+_COMMANDS: list[Callable[[Any], None]] = [
+    _add_predict, _add_serve, _add_evaluate, _add_train, _add_export, _add_models,
+]  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import struct
 import warnings
-from typing import TYPE_CHECKING, BinaryIO
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -18,19 +20,10 @@ if TYPE_CHECKING:
 
 ImageSource = bytes | bytearray | memoryview | str | os.PathLike[str] | BinaryIO
 
-# Kinds load_image decodes, mapped to the one Pillow plugin allowed to read each: restricting Pillow to these keeps
-# its rarer parsers (and EPS, which shells out to Ghostscript) away from untrusted uploads.
-_PILLOW_FORMATS = {
-    "jpeg": "JPEG",
-    "png": "PNG",
-    "bmp": "BMP",
-    "tiff": "TIFF",
-    "webp": "WEBP",
-    "gif": "GIF",
-    "heif": "HEIF",
-    "avif": "AVIF",
-}
-SUPPORTED_FORMATS = frozenset({*_PILLOW_FORMATS, "dicom"})
+# Kinds decoded by Pillow, each only by the plugin of the same (upper-case) name: restricting Pillow keeps its
+# rarer parsers (and EPS, which shells out to Ghostscript) away from untrusted uploads.
+_PILLOW_KINDS = ("jpeg", "png", "bmp", "tiff", "webp", "gif", "heif", "avif")
+SUPPORTED_FORMATS = frozenset({*_PILLOW_KINDS, "dicom"})
 _SUPPORTED_TEXT = "JPEG, PNG, HEIC, WebP, TIFF, BMP, GIF or DICOM"
 
 # Kinds sniff_format recognises but load_image refuses, with the words a user sees.
@@ -56,30 +49,24 @@ _UNSUPPORTED_NAMES = {
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError, KeyError, TypeError,
                   ZeroDivisionError, RuntimeError)  # fmt: skip
 
-_MAGIC = (
-    (b"\xff\xd8\xff", "jpeg"),
-    (b"\x89PNG\r\n\x1a\n", "png"),
-    (b"GIF87a", "gif"),
-    (b"GIF89a", "gif"),
-    (b"II*\x00", "tiff"),
-    (b"MM\x00*", "tiff"),
-    (b"II+\x00", "tiff"),
-    (b"MM\x00+", "tiff"),
-    (b"%PDF-", "pdf"),
-    (b"PK\x03\x04", "zip"),
-    (b"PK\x05\x06", "zip"),
-    (b"\x1f\x8b", "gzip"),
-    (b"Rar!\x1a\x07", "rar"),
-    (b"7z\xbc\xaf\x27\x1c", "7z"),
-    (b"8BPS", "psd"),
-    (b"\x00\x00\x00\x0cjP  \r\n\x87\n", "jpeg2000"),
-    (b"\xff\x4f\xff\x51", "jpeg2000"),
-)
+_MAGIC = {
+    "jpeg": (b"\xff\xd8\xff",),
+    "png": (b"\x89PNG\r\n\x1a\n",),
+    "gif": (b"GIF87a", b"GIF89a"),
+    "tiff": (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"),  # classic and BigTIFF, both byte orders
+    "pdf": (b"%PDF-",),
+    "zip": (b"PK\x03\x04", b"PK\x05\x06"),
+    "gzip": (b"\x1f\x8b",),
+    "rar": (b"Rar!\x1a\x07",),
+    "7z": (b"7z\xbc\xaf\x27\x1c",),
+    "psd": (b"8BPS",),
+    "jpeg2000": (b"\x00\x00\x00\x0cjP  \r\n\x87\n", b"\xff\x4f\xff\x51"),
+}
 _HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs", b"mif1", b"msf1"}
 _AVIF_BRANDS = {b"avif", b"avis"}
 _BMP_HEADER_SIZES = {12, 16, 40, 52, 56, 64, 108, 124}
 
-_heif_registered = False
+_SNIFF_BYTES = 4096  # enough for every magic number, the ftyp brands, and a fair judgement of text
 
 
 def sniff_format(data: bytes) -> str | None:
@@ -89,11 +76,11 @@ def sniff_format(data: bytes) -> str | None:
         A short lowercase name ("jpeg", "png", "heif", "dicom", "svg", "pdf", "zip", "text", ...), or None when the
         bytes match nothing known. Names in SUPPORTED_FORMATS are decodable; the others are recognised refusals.
     """
-    head = bytes(data[:4096])
+    head = bytes(data[:_SNIFF_BYTES])
     if head[128:132] == b"DICM":
         return "dicom"
-    for magic, kind in _MAGIC:
-        if head.startswith(magic):
+    for kind, prefixes in _MAGIC.items():
+        if head.startswith(prefixes):
             return kind
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         return "webp"
@@ -104,7 +91,7 @@ def sniff_format(data: bytes) -> str | None:
         return "bmp"
     if head[:4] in (b"\x00\x00\x01\x00", b"\x00\x00\x02\x00") and len(head) >= 6 and head[4:6] != b"\x00\x00":
         return "ico"
-    return _sniff_text(head)
+    return _sniff_text(head, cut=len(data) > _SNIFF_BYTES)
 
 
 def _sniff_iso_media(head: bytes) -> str:
@@ -119,13 +106,12 @@ def _sniff_iso_media(head: bytes) -> str:
     return "mov" if major == b"qt  " else "mp4"
 
 
-def _sniff_text(head: bytes) -> str | None:
+def _sniff_text(head: bytes, *, cut: bool) -> str | None:
     encoding = "utf-16" if head.startswith((b"\xff\xfe", b"\xfe\xff")) else "utf-8-sig"
     text = head.decode(encoding, errors="replace")
-    # The 4 KiB sample may cut a multi-byte character at its end; a bad byte anywhere before that means binary.
-    if "\ufffd" in text[:-2] or not text.strip():
-        return None
-    if any(not (c.isprintable() or c in "\t\n\r\f\v") for c in text[:-2]):
+    # A sample cut from a longer file may end inside a multi-byte character; any other bad byte means binary.
+    body = text[:-1] if cut else text
+    if not body.strip() or any(not (c.isprintable() or c in "\t\n\r\f\v") or c == "\ufffd" for c in body):
         return None
     lowered = text.lstrip().lower()
     if lowered.startswith("<"):
@@ -184,19 +170,17 @@ def load_image(
 def _read_bytes(source: ImageSource, max_bytes: int | None) -> bytes:
     limit = -1 if max_bytes is None else max_bytes + 1  # one byte past the limit is enough to know it is exceeded
     if isinstance(source, bytes | bytearray | memoryview):
-        size = memoryview(source).nbytes
-        data = b"" if max_bytes is not None and size > max_bytes else bytes(source)
+        view = memoryview(source).cast("B")  # count bytes, not items, for a view of a typed array
+        data = bytes(view if limit < 0 else view[:limit])
     elif isinstance(source, str | os.PathLike):
         try:
             with open(source, "rb") as file:
                 data = file.read(limit)
         except OSError as exc:
-            raise InvalidImageError(f"cannot read {os.fspath(source)!s}: {exc.strerror or exc}") from None
-        size = len(data)
+            raise InvalidImageError(f"cannot read {os.fspath(source)}: {exc.strerror or exc}") from None
     else:
         data = source.read(limit)
-        size = len(data)
-    if max_bytes is not None and size > max_bytes:
+    if max_bytes is not None and len(data) > max_bytes:
         raise ImageTooLargeError(f"file too large: over the limit of {max_bytes:,} bytes")
     return data
 
@@ -212,14 +196,14 @@ def _load_with_pillow(data: bytes, kind: str, draft_size: int | None, min_side: 
     if kind == "heif":
         _register_heif()
     try:
-        opened = Image.open(io.BytesIO(data), formats=[_PILLOW_FORMATS[kind]])
+        opened = Image.open(io.BytesIO(data), formats=[kind.upper()])
     except Image.DecompressionBombError:
         raise ImageTooLargeError(f"image too large: over the limit of {max_pixels:,} pixels") from None
     except _DECODE_ERRORS:
         raise InvalidImageError(f"corrupt image: the {kind.upper()} header cannot be read") from None
     with opened:
         _check_size(*opened.size, min_side, max_pixels)
-        if draft_size is not None:
+        if draft_size:
             opened.draft("RGB", (draft_size, draft_size))  # a no-op for everything but JPEG
         try:
             opened.load()
@@ -230,19 +214,17 @@ def _load_with_pillow(data: bytes, kind: str, draft_size: int | None, min_side: 
             raise InvalidImageError("corrupt or truncated image") from None
 
 
+@functools.cache  # register once: Pillow's plugin registry is global
 def _register_heif() -> None:
-    global _heif_registered
-    if not _heif_registered:
-        import pillow_heif
+    import pillow_heif
 
-        pillow_heif.register_heif_opener()
-        _heif_registered = True
+    pillow_heif.register_heif_opener()
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
     if img.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
         # Pillow's own conversion clips high-bit-depth values at 255, turning most 16-bit images white.
-        return Image.fromarray(_stretch_to_uint8(np.asarray(img))).convert("RGB")
+        return Image.fromarray(_to_uint8(np.asarray(img))).convert("RGB")
     if img.mode in ("RGBA", "RGBa", "LA", "PA") or "transparency" in img.info:
         rgba = img.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
@@ -251,71 +233,62 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img if img.mode == "RGB" else img.convert("RGB")
 
 
-def _stretch_to_uint8(values: NDArray[np.generic]) -> NDArray[np.uint8]:
+def _to_uint8(values: NDArray[np.generic], low: float | None = None, high: float | None = None) -> NDArray[np.uint8]:
+    """Map [low, high] (by default the values' own range) linearly onto 0..255, clipping what lies outside."""
     arr = np.nan_to_num(values.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
-    low, high = float(arr.min()), float(arr.max())
+    low = float(arr.min()) if low is None else low
+    high = float(arr.max()) if high is None else high
     if high <= low:  # a flat image has no range to stretch; keep its value where it fits 8 bits
         return np.clip(arr, 0, 255).astype(np.uint8)
-    return np.round((arr - low) * (255.0 / (high - low))).astype(np.uint8)
+    return np.clip(np.round((arr - low) * (255.0 / (high - low))), 0, 255).astype(np.uint8)
 
 
 def _load_dicom(data: bytes, min_side: int, max_pixels: int) -> Image.Image:
     import pydicom
+    from pydicom.errors import BytesLengthException, InvalidDicomError
     from pydicom.pixels import apply_color_lut, apply_modality_lut, get_decoder
 
+    # Our own errors pass through; anything pydicom raises on a damaged file becomes one message. AttributeError is
+    # how pydicom reports a missing required element (Rows, Photometric Interpretation, ...).
     try:
         ds = pydicom.dcmread(io.BytesIO(data))
-        has_pixels = any(tag in ds for tag in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"))
-        if has_pixels:
-            _check_size(int(ds.Columns), int(ds.Rows), min_side, max_pixels)
-            syntax = ds.file_meta.get("TransferSyntaxUID")
-    except (pydicom.errors.InvalidDicomError, AttributeError, *_DECODE_ERRORS):
-        raise InvalidImageError("corrupt DICOM file: its header cannot be read") from None
-    if not has_pixels:
-        raise InvalidImageError("DICOM file has no pixel data")
-    if syntax is not None and syntax.is_compressed:
-        try:
-            available = get_decoder(syntax).is_available
-        except NotImplementedError:
-            available = False
-        if not available:
-            raise UnsupportedFormatError(f"DICOM compressed as {syntax.name} cannot be decoded here")
-    try:
+        if not any(tag in ds for tag in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
+            raise InvalidImageError("DICOM file has no pixel data")
+        _check_size(int(ds.Columns), int(ds.Rows), min_side, max_pixels)
+        syntax = ds.file_meta.get("TransferSyntaxUID")
+        if syntax is not None and syntax.is_compressed:
+            try:
+                available = get_decoder(syntax).is_available
+            except NotImplementedError:
+                available = False
+            if not available:
+                raise UnsupportedFormatError(f"DICOM compressed as {syntax.name} cannot be decoded here")
         ds.pixel_array_options(index=0)  # only the first frame: a multi-frame series would decode whole otherwise
         pixels = ds.pixel_array
         photometric = str(ds.get("PhotometricInterpretation", "")).upper()
+        bits = int(ds.get("BitsStored", 8))
         if photometric == "PALETTE COLOR":
             pixels = apply_color_lut(pixels, ds)
-            rgb = _scale_bits(pixels, 8 * pixels.dtype.itemsize)
-        elif pixels.ndim == 3 and pixels.shape[-1] == 3:  # pydicom has already turned YBR into RGB
-            rgb = _scale_bits(pixels, int(ds.get("BitsStored", 8 * pixels.dtype.itemsize)))
+            bits = 8 * pixels.dtype.itemsize
+        if pixels.ndim == 3 and pixels.shape[-1] == 3:  # pydicom has already turned YBR into RGB
+            rgb = pixels if pixels.dtype == np.uint8 else _to_uint8(pixels, 0, 2**bits - 1)
         elif pixels.ndim == 2:
-            gray = _window_to_uint8(apply_modality_lut(pixels, ds), ds)
+            values, center, width = apply_modality_lut(pixels, ds), ds.get("WindowCenter"), ds.get("WindowWidth")
+            if center is None or width is None or _first_number(width) <= 1:
+                gray = _to_uint8(values)
+            else:
+                low = _first_number(center) - _first_number(width) / 2
+                gray = _to_uint8(values, low, low + _first_number(width))
             if photometric == "MONOCHROME1":  # MONOCHROME1 means low values are white
                 gray = 255 - gray
             rgb = np.repeat(gray[..., None], 3, axis=-1)
         else:
             raise InvalidImageError(f"DICOM pixel data has an unexpected shape {pixels.shape}")
-    except _DECODE_ERRORS:
-        raise InvalidImageError("corrupt DICOM file: its pixel data cannot be decoded") from None
+    except (InvalidDicomError, BytesLengthException, AttributeError, *_DECODE_ERRORS):
+        raise InvalidImageError("corrupt DICOM file: its header or pixel data cannot be read") from None
     return Image.fromarray(np.ascontiguousarray(rgb))
 
 
-def _scale_bits(pixels: NDArray[np.generic], bits: int) -> NDArray[np.uint8]:
-    if pixels.dtype == np.uint8:
-        return pixels.astype(np.uint8)
-    scaled = pixels.astype(np.float32) * (255.0 / (2 ** max(bits, 1) - 1))
-    return np.clip(np.round(scaled), 0, 255).astype(np.uint8)
-
-
-def _window_to_uint8(values: NDArray[np.generic], ds: object) -> NDArray[np.uint8]:
-    center, width = getattr(ds, "WindowCenter", None), getattr(ds, "WindowWidth", None)
-    if center is None or width is None:
-        return _stretch_to_uint8(values)
-    # The file may list several windows (e.g. "soft tissue", "bone"); the first is the author's default.
-    center = float(center[0] if isinstance(center, list | tuple) or hasattr(center, "__getitem__") else center)
-    width = float(width[0] if isinstance(width, list | tuple) or hasattr(width, "__getitem__") else width)
-    if width <= 1:
-        return _stretch_to_uint8(values)
-    scaled = (values.astype(np.float32) - (center - width / 2)) * (255.0 / width)
-    return np.clip(np.round(scaled), 0, 255).astype(np.uint8)
+def _first_number(value: Any) -> float:
+    # A file may list several windows (say "soft tissue" and "bone"); the first is its author's default.
+    return float(value[0] if isinstance(value, Sequence) else value)

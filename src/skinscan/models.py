@@ -42,6 +42,10 @@ class Classifier(nn.Module):
     def logit(self, pooled: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def cam(self, maps: torch.Tensor, pooled: torch.Tensor) -> torch.Tensor:
+        """Class activation map (N x h x w): where the feature maps push the logit towards malignant."""
+        raise NotImplementedError
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.logit(self.pool(self.feature_maps(x))).squeeze(1)
 
@@ -111,6 +115,13 @@ class SeedCNN(Classifier):
 
     def logit(self, pooled: torch.Tensor) -> torch.Tensor:
         return self.fc2(self.dropout(pooled))
+
+    def cam(self, maps: torch.Tensor, pooled: torch.Tensor) -> torch.Tensor:
+        # Gradient x activation, exact for this network: with the ReLU pattern of fc1 fixed, the logit is
+        # linear in the feature maps, so the map sums each position's contribution to the logit.
+        active = (pooled > 0).to(maps.dtype) * self.fc2.weight  # N x 512
+        grad = (active @ self.fc1.weight).view_as(maps)  # N x 128 x 26 x 26
+        return (grad * maps).sum(dim=1)
 
 
 @register_model("seed-cnn")
@@ -237,6 +248,11 @@ class EfficientNetLite0(Classifier):
     def logit(self, pooled: torch.Tensor) -> torch.Tensor:
         return self._fc(self._dropout(pooled))
 
+    def cam(self, maps: torch.Tensor, pooled: torch.Tensor) -> torch.Tensor:
+        # CAM (Zhou et al. 2016): with global average pooling and a linear head, the logit is the mean of
+        # this map, so each cell's value is its share of the verdict.
+        return torch.einsum("nchw,c->nhw", maps, self._fc.weight[0]) + self._fc.bias[0]
+
     def freeze_stem(self, blocks: int) -> None:
         """Freeze the stem and the first `blocks` blocks: generic edges and colours, cheaper to train."""
         frozen: list[nn.Module] = [self._conv_stem, self._bn0, *self._blocks[:blocks]]
@@ -248,3 +264,41 @@ class EfficientNetLite0(Classifier):
 @register_model("efficientnet-lite0")
 def _efficientnet_lite0(pretrained: bool = True, dropout: float = 0.2) -> Classifier:
     return EfficientNetLite0(pretrained=pretrained, dropout=dropout)
+
+
+# --- tiny-cnn: a few-thousand-parameter network for tests and quick experiments ------------------
+
+
+class TinyCNN(Classifier):
+    """Three strided convolutions, global average pooling, a linear head; 64x64 input. Trains in seconds."""
+
+    def __init__(self, pretrained: bool = False, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.info = ModelInfo("tiny-cnn", 64, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), "none")
+        self.convs = nn.Sequential(
+            nn.Conv2d(3, 8, 3, stride=2, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(8, 16, 3, stride=2, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(16, 32, 3, stride=2, padding=1),
+            nn.ReLU(),
+        )
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(32, 1)
+
+    def feature_maps(self, x: torch.Tensor) -> torch.Tensor:
+        return self.convs(x)
+
+    def pool(self, maps: torch.Tensor) -> torch.Tensor:
+        return maps.mean(dim=(2, 3))
+
+    def logit(self, pooled: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.dropout(pooled))
+
+    def cam(self, maps: torch.Tensor, pooled: torch.Tensor) -> torch.Tensor:
+        return torch.einsum("nchw,c->nhw", maps, self.fc.weight[0]) + self.fc.bias[0]
+
+
+@register_model("tiny-cnn")
+def _tiny_cnn(pretrained: bool = False, dropout: float = 0.0) -> Classifier:
+    return TinyCNN(pretrained=pretrained, dropout=dropout)

@@ -111,6 +111,12 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def eval_tensor(pixels: np.ndarray, spec: PreprocessSpec, device: torch.device | None = None) -> torch.Tensor:
+    """The evaluation transform of cached uint8 NHWC pixels (no augmentation); matches the engine's input."""
+    x = torch.from_numpy(pixels).to(device or torch.device("cpu")).permute(0, 3, 1, 2).float().div_(255.0)
+    return normalise(x, spec.mean, spec.std)
+
+
 @torch.no_grad()
 def predict_logits(
     model: Classifier, pixels: np.ndarray, spec: PreprocessSpec, device: torch.device, batch_size: int = 64
@@ -119,8 +125,7 @@ def predict_logits(
     model.eval()
     logits, feats = [], []
     for i in range(0, len(pixels), batch_size):
-        x = torch.from_numpy(pixels[i : i + batch_size]).to(device).permute(0, 3, 1, 2).float().div_(255.0)
-        pooled = model.pool(model.feature_maps(normalise(x, spec.mean, spec.std)))
+        pooled = model.pool(model.feature_maps(eval_tensor(pixels[i : i + batch_size], spec, device)))
         logits.append(model.logit(pooled).squeeze(1).float().cpu().numpy())
         feats.append(pooled.float().cpu().numpy())
     return np.concatenate(logits), np.concatenate(feats)
@@ -152,6 +157,7 @@ class Trainer:
         self.history: list[dict[str, float]] = []
         self.epoch = 0
         self.best: float | None = None
+        self.best_loss = math.inf
         self.best_state: dict[str, Any] | None = None
         self.stale = 0
 
@@ -210,10 +216,16 @@ class Trainer:
         loss = float(F.binary_cross_entropy_with_logits(t, torch.from_numpy(y).float(), pos_weight=pw))
         return {"val_loss": loss, "val_accuracy": float(((logits > 0) == y).mean()), "val_auc": _auc(y, logits)}
 
-    def improved(self, value: float) -> bool:
+    def improved(self, row: dict[str, float]) -> bool:
+        """Better on the monitored metric, or as good with a lower validation loss (AUC often ties at 1.0
+        on easy data)."""
+        value = row[self.cfg.monitor]
         if self.best is None or math.isnan(self.best):
             return True
-        return value < self.best if self.cfg.monitor.endswith("loss") else value > self.best
+        sign = -1 if self.cfg.monitor.endswith("loss") else 1
+        if sign * value != sign * self.best:
+            return sign * value > sign * self.best
+        return row["val_loss"] < self.best_loss
 
     def fit(self, out: Path, on_epoch: Any = None) -> None:
         cfg = self.cfg
@@ -228,8 +240,8 @@ class Trainer:
             self.history.append(row)
             value = row[cfg.monitor]
             self.scheduler.step(value)
-            if self.improved(value):
-                self.best, self.stale = value, 0
+            if self.improved(row):
+                self.best, self.best_loss, self.stale = value, row["val_loss"], 0
                 self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
             else:
                 self.stale += 1
@@ -253,6 +265,7 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "epoch": self.epoch,
             "best": self.best,
+            "best_loss": self.best_loss,
             "best_state": self.best_state,
             "stale": self.stale,
             "history": self.history,
@@ -271,6 +284,7 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.epoch, self.best, self.best_state = state["epoch"], state["best"], state["best_state"]
+        self.best_loss = state.get("best_loss", math.inf)
         self.stale, self.history = state["stale"], state["history"]
         self.gen.set_state(state["generator"])
 
@@ -359,7 +373,8 @@ def train(cfg: TrainConfig) -> Path:
     if trainer.best_state is not None:
         model.load_state_dict(trainer.best_state)
     extras = finalize(model, cfg, train_set, val_set, device)
-    best_epoch = max(trainer.history, key=lambda r: r[cfg.monitor] * (-1 if cfg.monitor.endswith("loss") else 1))
+    sign = -1 if cfg.monitor.endswith("loss") else 1
+    best_epoch = max(trainer.history, key=lambda r: (sign * r[cfg.monitor], -r["val_loss"]))
     checkpoint = {
         "format": "skinscan-checkpoint-1",
         "model_name": cfg.model,
@@ -370,6 +385,7 @@ def train(cfg: TrainConfig) -> Path:
         "data": summary,
         "history": trainer.history,
         "best_epoch": best_epoch,
+        "train_keys": [r.key for r in train_set.records],
         **extras,
     }
     best = out / "best.pt"

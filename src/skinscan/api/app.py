@@ -1,0 +1,73 @@
+"""The FastAPI application: `create_app` wires settings, engine, routes, error handlers and the web client."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.staticfiles import StaticFiles
+
+from skinscan import DISCLAIMER, __version__
+from skinscan.api.deps import API_KEY_HEADER, EngineSlot
+from skinscan.api.errors import install_error_handlers
+from skinscan.api.routes import DESCRIPTION, STATIC_DIR, router
+from skinscan.api.settings import Settings
+from skinscan.engine import Engine
+from skinscan.errors import SkinscanError
+
+log = logging.getLogger("skinscan.api")
+
+
+def create_app(engine: Engine | None = None, settings: Settings | None = None) -> FastAPI:
+    """The skinscan API with its web client.
+
+    Args:
+        engine: the engine to serve with; None → loaded from `settings.model` when the app starts, off the event
+            loop, while /health answers 503 "loading".
+        settings: the service's settings; None → read from the SKINSCAN_* environment.
+    """
+    settings = settings if settings is not None else Settings()
+    slot = EngineSlot(engine)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with anyio.create_task_group() as tasks:
+            if slot.engine is None:
+                tasks.start_soon(_load_engine, slot, settings)
+            yield
+            tasks.cancel_scope.cancel()
+
+    app = FastAPI(
+        title="skinscan", version=__version__, description=f"{DESCRIPTION}\n\n{DISCLAIMER}", lifespan=lifespan,
+        docs_url=None, redoc_url=None,  # the default docs load swagger-ui from a CDN; /docs is served locally
+    )  # fmt: skip
+    app.state.settings = settings
+    app.state.engine_slot = slot
+    install_error_handlers(app)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
+            allow_headers=[API_KEY_HEADER, "Content-Type"],
+        )  # fmt: skip
+    app.include_router(router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    return app
+
+
+async def _load_engine(slot: EngineSlot, settings: Settings) -> None:
+    try:
+        await anyio.to_thread.run_sync(slot.load, settings)
+    except SkinscanError as exc:
+        log.error("cannot load the model: %s", exc)
+        return
+    assert slot.engine is not None
+    log.info("model %s %s loaded from %s", slot.engine.spec.id, slot.engine.spec.version, slot.engine.path)
+
+
+def app_from_env() -> FastAPI:
+    """The app as configured by SKINSCAN_* variables: the factory uvicorn's worker processes import."""
+    return create_app(settings=Settings())

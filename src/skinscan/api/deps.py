@@ -1,0 +1,70 @@
+"""What the routes get injected: the settings, the engine once it is loaded, and the API-key check."""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+
+from skinscan.api.settings import Settings
+from skinscan.engine import Engine
+
+API_KEY_HEADER = "X-API-Key"
+
+
+@dataclass
+class EngineSlot:
+    """The engine the app serves with, and where its loading stands: "loading", "ready" or "failed"."""
+
+    engine: Engine | None = None
+    error: str | None = None
+    _status: str = field(default="loading", repr=False)
+
+    def __post_init__(self) -> None:
+        if self.engine is not None:
+            self._status = "ready"
+
+    @property
+    def status(self) -> str:
+        return self._status
+
+    def load(self, settings: Settings) -> None:
+        """Load the model named by the settings (blocking: run it off the event loop)."""
+        from skinscan.errors import SkinscanError
+
+        try:
+            self.engine = Engine(settings.model, threads=settings.threads, threshold=settings.threshold)
+        except SkinscanError as exc:
+            self.error, self._status = str(exc), "failed"
+            raise
+        self._status = "ready"
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_slot(request: Request) -> EngineSlot:
+    slot: EngineSlot = request.app.state.engine_slot
+    return slot
+
+
+def get_engine(slot: Annotated[EngineSlot, Depends(get_slot)]) -> Engine:
+    """The loaded engine, or 503 while it is still loading (or failed to load)."""
+    if slot.engine is None:
+        detail = "the model is still loading; try again in a moment" if slot.status == "loading" else slot.error
+        raise HTTPException(503, detail=detail or "the model is not available")
+    return slot.engine
+
+
+def require_api_key(request: Request, settings: Annotated[Settings, Depends(get_settings)]) -> None:
+    """401 unless the request carries the configured API key (a no-op when none is configured)."""
+    if settings.api_key is None:
+        return
+    given = request.headers.get(API_KEY_HEADER, "")
+    expected = settings.api_key.get_secret_value()
+    if not hmac.compare_digest(given.encode(), expected.encode()):
+        raise HTTPException(401, detail=f"missing or wrong API key: send it in the {API_KEY_HEADER} header")

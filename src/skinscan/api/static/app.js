@@ -1,0 +1,270 @@
+// The skinscan web client: picks or drops photos, sends each to POST predict, and shows one card per photo.
+// No build step and nothing from elsewhere: it must work offline, from the same server as the API.
+"use strict";
+
+(() => {
+  const UNREACHABLE = "Cannot reach the skinscan server";
+  const PARALLEL = 2; // photos in flight at once; the server runs the model one batch at a time anyway
+  const TIMEOUT_MS = 60000;
+  const KEY_STORAGE = "skinscan-api-key";
+
+  const $ = (id) => document.getElementById(id);
+  const results = $("results");
+  const announcer = $("announcer");
+  const template = $("card-template");
+  const queue = [];
+  let running = 0;
+  let apiKey = sessionStorage.getItem(KEY_STORAGE) || "";
+
+  // --- server status ---------------------------------------------------------------------------------
+
+  async function checkHealth() {
+    const status = $("server-status");
+    try {
+      const response = await fetch("health", { cache: "no-store" });
+      const body = await response.json();
+      if (body.model_loaded) {
+        status.dataset.state = "ready";
+        status.textContent = "Ready";
+        $("model-version").textContent = `Model: ${body.model.id} ${body.model.version} · skinscan ${body.version}`;
+        return;
+      }
+      status.dataset.state = body.status === "failed" ? "down" : "loading";
+      status.textContent = body.status === "failed" ? "The model failed to load" : "Loading the model…";
+      if (body.status !== "failed") setTimeout(checkHealth, 2000);
+    } catch {
+      status.dataset.state = "down";
+      status.textContent = UNREACHABLE;
+      setTimeout(checkHealth, 5000);
+    }
+  }
+
+  // --- choosing files ------------------------------------------------------------------------------------
+
+  function addFiles(fileList) {
+    const files = Array.from(fileList || []);
+    if (!files.length) return;
+    $("empty").hidden = true;
+    $("clear-button").hidden = false;
+    for (const file of files) {
+      const card = createCard(file);
+      results.prepend(card.element);
+      queue.push(card);
+    }
+    announce(files.length === 1 ? `Checking ${files[0].name}…` : `Checking ${files.length} photos…`);
+    pump();
+  }
+
+  function wirePicking() {
+    const fileInput = $("file-input");
+    const cameraInput = $("camera-input");
+    $("choose-button").addEventListener("click", () => fileInput.click());
+    $("camera-button").addEventListener("click", () => cameraInput.click());
+    for (const input of [fileInput, cameraInput]) {
+      input.addEventListener("change", () => {
+        addFiles(input.files);
+        input.value = ""; // choosing the same photo again must fire change again
+      });
+    }
+    const zone = $("drop-zone");
+    let depth = 0; // dragenter/leave fire for every child element; count to know when the drag really left
+    zone.addEventListener("dragenter", (event) => {
+      event.preventDefault();
+      depth += 1;
+      zone.classList.add("dragging");
+    });
+    zone.addEventListener("dragleave", () => {
+      depth = Math.max(0, depth - 1);
+      if (!depth) zone.classList.remove("dragging");
+    });
+    zone.addEventListener("dragover", (event) => event.preventDefault());
+    zone.addEventListener("drop", (event) => {
+      event.preventDefault();
+      depth = 0;
+      zone.classList.remove("dragging");
+      addFiles(event.dataTransfer && event.dataTransfer.files);
+    });
+    // a photo dropped beside the zone must not make the browser navigate away to it
+    window.addEventListener("dragover", (event) => event.preventDefault());
+    window.addEventListener("drop", (event) => event.preventDefault());
+    document.addEventListener("paste", (event) => addFiles(event.clipboardData && event.clipboardData.files));
+    $("clear-button").addEventListener("click", () => {
+      for (const img of results.querySelectorAll("img.preview")) if (img.src.startsWith("blob:")) URL.revokeObjectURL(img.src);
+      results.replaceChildren();
+      queue.length = 0;
+      $("empty").hidden = false;
+      $("clear-button").hidden = true;
+      announce("Results cleared");
+    });
+    $("key-form").addEventListener("submit", (event) => {
+      event.preventDefault();
+      apiKey = $("key-input").value.trim();
+      sessionStorage.setItem(KEY_STORAGE, apiKey);
+      $("key-form").hidden = true;
+      for (const element of results.querySelectorAll('.card[data-status="unauthorized"]')) element.retry();
+    });
+  }
+
+  // --- one card per photo ----------------------------------------------------------------------------------
+
+  function createCard(file) {
+    const element = template.content.firstElementChild.cloneNode(true);
+    const part = (selector) => element.querySelector(selector);
+    const card = { file, element, part };
+    part(".file-name").textContent = file.name || "photo";
+    const preview = part(".preview");
+    preview.alt = `Your photo ${file.name || ""}`.trim();
+    preview.addEventListener("error", () => {
+      // HEIC, TIFF and DICOM are judged by the server but most browsers cannot show them
+      preview.hidden = true;
+      part(".no-preview").hidden = false;
+    });
+    preview.src = URL.createObjectURL(file);
+    element.retry = () => {
+      setStatus(card, "pending");
+      queue.push(card);
+      pump();
+    };
+    part(".retry").addEventListener("click", element.retry);
+    part(".heatmap-toggle").addEventListener("change", (event) => {
+      part(".overlay").hidden = !event.target.checked;
+    });
+    return card;
+  }
+
+  function setStatus(card, status) {
+    card.element.dataset.status = status;
+    card.element.setAttribute("aria-busy", status === "pending" ? "true" : "false");
+    card.part(".pending-text").hidden = status !== "pending";
+    card.part(".verdict").hidden = status !== "ok";
+    card.part(".problem").hidden = status === "pending" || status === "ok";
+  }
+
+  function showVerdict(card, result) {
+    const part = card.part;
+    const percent = (value) => `${Math.round(value * 100)}%`;
+    setStatus(card, "ok");
+    card.element.style.setProperty("--severity", result.colour || "#555");
+    const malignant = result.probability >= result.threshold;
+    part(".badge").textContent = capitalise(result.label);
+    part(".badge").dataset.label = malignant ? "malignant" : "benign";
+    part(".severity").textContent = `Severity ${result.severity} of 6 · ${result.severity_name}`;
+    part(".probability-text").textContent = `Probability of malignancy: ${percent(result.probability)}`;
+    const bar = part(".bar");
+    bar.setAttribute("aria-valuenow", String(Math.round(result.probability * 100)));
+    bar.setAttribute("aria-label", `Probability of malignancy ${percent(result.probability)}, threshold ${percent(result.threshold)}`);
+    part(".fill").style.setProperty("width", percent(result.probability));
+    part(".threshold-mark").style.setProperty("left", percent(result.threshold));
+    part(".threshold-text").textContent = `threshold ${percent(result.threshold)}`;
+    // keep the label clear of the 0% and 100% at the ends of the scale
+    part(".threshold-text").style.setProperty("left", percent(Math.min(0.86, Math.max(0.14, result.threshold))));
+    part(".description").textContent = result.description;
+    part(".recommendation").textContent = result.recommendation;
+    const toggle = part(".heatmap-toggle");
+    if (result.heatmap_png) {
+      const overlay = part(".overlay");
+      overlay.src = `data:image/png;base64,${result.heatmap_png}`;
+      overlay.alt = "Heatmap: the regions that weighed most in the result, from blue (little) to red (most)";
+      overlay.hidden = !toggle.checked;
+      toggle.disabled = false;
+    } else {
+      toggle.closest(".toggle").hidden = true;
+    }
+    part(".meta").textContent = modelLine(result);
+    announce(`${card.file.name}: ${result.label}, probability of malignancy ${percent(result.probability)}, ` +
+      `severity ${result.severity} of 6, ${result.severity_name}.`);
+  }
+
+  function showProblem(card, status, title, detail, retry) {
+    setStatus(card, status);
+    card.element.style.removeProperty("--severity");
+    card.part(".problem-title").textContent = title;
+    card.part(".problem-detail").textContent = detail || "";
+    card.part(".retry").hidden = !retry;
+    announce(`${card.file.name}: ${title}. ${detail || ""}`);
+  }
+
+  function modelLine(body) {
+    const parts = [];
+    if (body.model) parts.push(`Model ${body.model.id} ${body.model.version}`);
+    if (typeof body.latency_ms === "number") parts.push(`${Math.round(body.latency_ms)} ms`);
+    return parts.join(" · ");
+  }
+
+  // --- talking to the server -----------------------------------------------------------------------------
+
+  function pump() {
+    while (running < PARALLEL && queue.length) {
+      const card = queue.shift();
+      running += 1;
+      check(card).finally(() => {
+        running -= 1;
+        pump();
+      });
+    }
+  }
+
+  async function check(card) {
+    const form = new FormData();
+    form.append("file", card.file, card.file.name || "photo");
+    const headers = apiKey ? { "X-API-Key": apiKey } : {};
+    const abort = new AbortController();
+    const timer = setTimeout(() => abort.abort(), TIMEOUT_MS);
+    let response;
+    try {
+      response = await fetch("predict?heatmap=true", { method: "POST", body: form, headers, signal: abort.signal });
+    } catch (error) {
+      const timedOut = error && error.name === "AbortError";
+      showProblem(card, "error", timedOut ? "The server took too long to answer" : UNREACHABLE,
+        timedOut ? "Try again, or with a smaller photo." : "Check that the server is running and try again.", true);
+      if (!timedOut) checkHealth();
+      return;
+    } finally {
+      clearTimeout(timer);
+    }
+    let body = null;
+    try {
+      body = await response.json();
+    } catch {
+      body = null;
+    }
+    if (response.ok && body && body.status === "ok") {
+      showVerdict(card, body);
+    } else if (response.ok && body && body.status === "rejected") {
+      showProblem(card, "rejected", "This photo cannot be judged", body.reason, false);
+      card.part(".meta").textContent = modelLine(body);
+    } else if (response.status === 401) {
+      $("key-form").hidden = false;
+      $("key-input").focus();
+      showProblem(card, "unauthorized", "This server needs an API key",
+        "Enter the key above; the photo is sent again when you save it.", true);
+    } else {
+      const [title, retry] = describeStatus(response.status);
+      const detail = body && body.detail ? capitalise(body.detail) : `The server answered ${response.status}.`;
+      showProblem(card, "error", title, detail, retry);
+    }
+  }
+
+  function describeStatus(status) {
+    switch (status) {
+      case 400: return ["This file is not a readable image", false];
+      case 413: return ["This file is too large", false];
+      case 415: return ["This kind of file is not accepted", false];
+      case 503: return ["The server is not ready yet", true];
+      default: return [`The server could not check this photo (error ${status})`, true];
+    }
+  }
+
+  // --- small helpers -----------------------------------------------------------------------------------
+
+  function announce(text) {
+    announcer.textContent = text;
+  }
+
+  function capitalise(text) {
+    return text ? text.charAt(0).toUpperCase() + text.slice(1) : "";
+  }
+
+  wirePicking();
+  checkHealth();
+})();

@@ -1,0 +1,304 @@
+"""The inference engine: an exported model on ONNX Runtime (CPU), used by API, GUI and CLI. No torch.
+
+decode (imaging) → prepare pixels (preprocess) → quality check → model (logit, CAM, feature distance)
+→ calibration → threshold, severity → optional heatmap.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from skinscan import DISCLAIMER
+from skinscan.calibrate import Calibration
+from skinscan.errors import ModelFormatError, ModelNotFoundError, SkinscanError
+from skinscan.imaging import ImageSource, load_image
+from skinscan.preprocess import prepare_pixels, to_input
+from skinscan.quality import measure_quality
+from skinscan.severity import DEFAULT_SCALE, SeverityStep, severity_for
+from skinscan.spec import METADATA_KEY, ModelSpec
+
+MODEL_ENV = "SKINSCAN_MODEL"
+NOT_A_LESION = (
+    "This does not look like a close-up photo of a skin lesion, so it cannot be judged. "
+    "Send a sharp, well-lit dermoscopic or close-up photo with the lesion in the centre."
+)
+
+
+def bundled_model_path() -> Path:
+    """Where the bundled model lives: the repository's models/ (source and editable installs) or the
+    data folder of a wheel install."""
+    candidates = [
+        Path(__file__).resolve().parents[2] / "models" / "model.onnx",
+        Path(sys.prefix) / "share" / "skinscan" / "models" / "model.onnx",
+    ]
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise ModelNotFoundError(
+        "the bundled model is missing (looked in " + ", ".join(str(p) for p in candidates) + "); "
+        f"give a model with --model or {MODEL_ENV}"
+    )
+
+
+def resolve_model_path(model: str | os.PathLike[str] | None = None) -> Path:
+    """An explicit path, else $SKINSCAN_MODEL, else the bundled model. A folder means its model.onnx."""
+    chosen = model if model is not None else os.environ.get(MODEL_ENV) or None
+    if chosen is None:
+        return bundled_model_path()
+    path = Path(chosen)
+    if path.is_dir():
+        path = path / "model.onnx"
+    if not path.is_file():
+        raise ModelNotFoundError(f"no model at {path}")
+    return path
+
+
+def default_threads() -> int:
+    # Physical cores, capped: beyond 4 threads a model this small gains little, and under concurrent
+    # requests ONNX Runtime's default (all logical cores per session run) oversubscribes the CPU.
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+@dataclass
+class Prediction:
+    """One image's result. `status` is "ok" or "rejected" (with `reason`, and no verdict)."""
+
+    status: str
+    threshold: float
+    probability: float | None = None
+    label: str | None = None
+    severity: int | None = None
+    severity_name: str | None = None
+    description: str | None = None
+    recommendation: str | None = None
+    colour: str | None = None
+    reason: str | None = None
+    ood_distance: float | None = None
+    quality: dict[str, float] = field(default_factory=dict)
+    image_size: tuple[int, int] = (0, 0)
+    heatmap: np.ndarray | None = field(default=None, repr=False)  # float32 HxW in [0, 1], the image's size
+    overlay_png: bytes | None = field(default=None, repr=False)
+    timing_ms: float = 0.0
+    disclaimer: str = DISCLAIMER
+
+    def to_dict(self, *, include_heatmap: bool = True) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "status": self.status,
+            "probability": None if self.probability is None else round(self.probability, 4),
+            "label": self.label,
+            "severity": self.severity,
+            "severity_name": self.severity_name,
+            "description": self.description,
+            "recommendation": self.recommendation,
+            "colour": self.colour,
+            "threshold": round(self.threshold, 4),
+            "reason": self.reason,
+            "image_size": list(self.image_size),
+            "disclaimer": self.disclaimer,
+        }
+        if include_heatmap and self.overlay_png is not None:
+            data["heatmap_png"] = base64.b64encode(self.overlay_png).decode("ascii")
+        return data
+
+
+_JET = np.array(
+    [[0, 0, 128], [0, 0, 255], [0, 128, 255], [0, 255, 255], [128, 255, 128], [255, 255, 0], [255, 128, 0],
+     [255, 0, 0], [128, 0, 0]], dtype=np.float32
+)  # fmt: skip
+
+
+def colourise(heat: np.ndarray) -> np.ndarray:
+    """[0, 1] map → uint8 RGB (a jet-like colour map, without matplotlib on the hot path)."""
+    pos = np.clip(heat, 0, 1) * (len(_JET) - 1)
+    low = np.floor(pos).astype(np.int32)
+    high = np.minimum(low + 1, len(_JET) - 1)
+    frac = (pos - low)[..., None]
+    return (_JET[low] * (1 - frac) + _JET[high] * frac).astype(np.uint8)
+
+
+class Engine:
+    """Loads an exported model once and predicts images.
+
+    Args:
+        model: path to model.onnx or its folder; None → $SKINSCAN_MODEL, else the bundled model.
+        threads: ONNX Runtime intra-op threads (default: up to 4).
+        threshold: override the spec's operating threshold.
+        check_inputs: refuse unjudgeable images (quality and not-a-lesion checks).
+        max_pixels, max_bytes, min_side: decoding limits.
+        scale: the severity scale.
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike[str] | None = None,
+        *,
+        threads: int | None = None,
+        threshold: float | None = None,
+        check_inputs: bool = True,
+        max_pixels: int = 50_000_000,
+        max_bytes: int | None = None,
+        min_side: int = 32,
+        scale: tuple[SeverityStep, ...] = DEFAULT_SCALE,
+    ) -> None:
+        import onnxruntime as ort
+
+        self.path = resolve_model_path(model)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or default_threads()
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        try:
+            self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own untyped errors for any unreadable file
+            raise ModelFormatError(f"cannot load model {self.path}: {exc}") from exc
+        self.spec = self._read_spec()
+        self.threshold = self.spec.threshold if threshold is None else float(threshold)
+        self.calibration = Calibration(self.spec.temperature, self.spec.logit_bias)
+        self.check_inputs = check_inputs
+        self.max_pixels, self.max_bytes, self.min_side = max_pixels, max_bytes, min_side
+        self.scale = scale
+        self._input = self.session.get_inputs()[0].name
+        # one model run at a time: concurrent runs would each take every thread and fight over the cores,
+        # while decoding and preprocessing of other requests still overlap with it
+        self._run_lock = threading.Lock()
+
+    def _read_spec(self) -> ModelSpec:
+        beside = self.path.with_name("model.json")
+        if beside.is_file():
+            return ModelSpec.from_json(beside.read_text())
+        meta = self.session.get_modelmeta().custom_metadata_map
+        if METADATA_KEY not in meta:
+            raise ModelFormatError(f"{self.path} carries no skinscan spec (no model.json beside it either)")
+        return ModelSpec.from_json(meta[METADATA_KEY])
+
+    @property
+    def info(self) -> dict[str, Any]:
+        """The model card as a JSON-ready dict."""
+        return {**self.spec.to_dict(), "threshold": self.threshold, "path": str(self.path)}
+
+    # --- core --------------------------------------------------------------------------------------
+
+    def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Raw model outputs for a normalised float32 N x 3 x S x S batch: logits, CAMs, feature distances."""
+        with self._run_lock:
+            logit, cam, ood = self.session.run(None, {self._input: np.ascontiguousarray(batch, dtype=np.float32)})
+        return logit, cam, ood
+
+    def probabilities(self, batch: np.ndarray) -> np.ndarray:
+        """Calibrated probabilities of malignancy for a normalised batch."""
+        return self.calibration.apply(self.run(batch)[0])
+
+    def decode(self, source: ImageSource | Image.Image) -> Image.Image:
+        if isinstance(source, Image.Image):
+            return source.convert("RGB")
+        return load_image(
+            source, draft_size=self.spec.input_size, min_side=self.min_side, max_pixels=self.max_pixels,
+            max_bytes=self.max_bytes,
+        )
+
+    def predict(self, source: ImageSource | Image.Image, *, heatmap: bool = False) -> Prediction:
+        """Judge one image (bytes, path, stream or PIL image).
+
+        Raises:
+            InvalidImageError: the input is not a readable image (or one of its subclasses).
+        """
+        return self.predict_batch([source], heatmap=heatmap, raise_errors=True)[0]  # type: ignore[return-value]
+
+    def predict_batch(
+        self, sources: Sequence[ImageSource | Image.Image], *, heatmap: bool = False, raise_errors: bool = False
+    ) -> list[Prediction | SkinscanError]:
+        """Judge several images in one model run; a failed image gives its error in its place."""
+        start = time.perf_counter()
+        results: list[Prediction | SkinscanError | None] = [None] * len(sources)
+        images: dict[int, Image.Image] = {}
+        pixels: dict[int, np.ndarray] = {}
+        for i, source in enumerate(sources):
+            try:
+                images[i] = self.decode(source)
+            except SkinscanError as exc:
+                if raise_errors:
+                    raise
+                results[i] = exc
+                continue
+            pixels[i] = prepare_pixels(images[i], self.spec.preprocess)
+            quality = measure_quality(pixels[i])
+            problem = self.spec.quality_limits.problem(quality) if self.check_inputs else None
+            if problem:
+                results[i] = self._rejected(problem, images[i], quality.__dict__)
+                del pixels[i]
+        if pixels:
+            order = list(pixels)
+            logits, cams, dists = self.run(to_input(np.stack([pixels[i] for i in order]), self.spec.preprocess))
+            probs = self.calibration.apply(logits)
+            for j, i in enumerate(order):
+                quality = measure_quality(pixels[i]).__dict__
+                dist = float(dists[j])
+                if self.check_inputs and self.spec.ood_threshold is not None and dist > self.spec.ood_threshold:
+                    results[i] = self._rejected(NOT_A_LESION, images[i], quality, dist)
+                    continue
+                results[i] = self._verdict(float(probs[j]), images[i], cams[j], quality, dist, heatmap)
+        elapsed = (time.perf_counter() - start) * 1000
+        for r in results:
+            if isinstance(r, Prediction):
+                r.timing_ms = elapsed / max(len(sources), 1)
+        return [r for r in results if r is not None]
+
+    def _rejected(self, reason: str, image: Image.Image, quality: dict[str, float], dist: float | None = None) -> Prediction:
+        return Prediction(
+            status="rejected", threshold=self.threshold, reason=reason, quality=quality, ood_distance=dist,
+            image_size=image.size,
+        )
+
+    def _verdict(self, prob: float, image: Image.Image, cam: np.ndarray, quality: dict[str, float], dist: float,
+                 heatmap: bool) -> Prediction:
+        step = severity_for(prob, self.threshold, self.scale)
+        result = Prediction(
+            status="ok", threshold=self.threshold, probability=prob,
+            label=self.spec.class_names[1] if prob >= self.threshold else self.spec.class_names[0],
+            severity=step.level, severity_name=step.name, description=step.description,
+            recommendation=step.recommendation, colour=step.colour, quality=quality, ood_distance=dist,
+            image_size=image.size,
+        )
+        if heatmap:
+            result.heatmap, result.overlay_png = self.render_heatmap(cam, image)
+        return result
+
+    # --- heatmap -------------------------------------------------------------------------------------
+
+    def render_heatmap(self, cam: np.ndarray, image: Image.Image, max_side: int = 512) -> tuple[np.ndarray, bytes]:
+        """The CAM as a [0, 1] map the size of the image, and a PNG of it laid over the image."""
+        cam = np.asarray(cam, dtype=np.float32)
+        lo, hi = float(cam.min()), float(cam.max())
+        norm = (cam - lo) / (hi - lo) if hi - lo > 1e-6 else np.zeros_like(cam)
+        w, h = image.size
+        left, top, right, bottom = (0, 0, w, h)
+        if self.spec.crop == "center_square":
+            from skinscan.preprocess import square_crop_box
+
+            left, top, right, bottom = square_crop_box(w, h)
+        small = Image.fromarray(norm).resize((right - left, bottom - top), Image.Resampling.BILINEAR)
+        full = np.zeros((h, w), dtype=np.float32)
+        full[top:bottom, left:right] = np.asarray(small)
+        # overlay at display size: the PNG goes over the network and into a browser
+        factor = min(1.0, max_side / max(w, h))
+        size = (max(1, round(w * factor)), max(1, round(h * factor)))
+        base = np.asarray(image.resize(size, Image.Resampling.BILINEAR), dtype=np.float32)
+        heat_small = np.asarray(Image.fromarray(full).resize(size, Image.Resampling.BILINEAR))
+        alpha = (0.15 + 0.45 * heat_small)[..., None]
+        blended = base * (1 - alpha) + colourise(heat_small).astype(np.float32) * alpha
+        buffer = io.BytesIO()
+        Image.fromarray(blended.astype(np.uint8)).save(buffer, format="PNG", compress_level=1)
+        return full, buffer.getvalue()

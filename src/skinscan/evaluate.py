@@ -1,0 +1,183 @@
+"""`skinscan evaluate`: run an exported model (or a training checkpoint) over labelled data and report."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from skinscan.data import Duplicates, Record, SkippedRecords, drop_same_images, find_manifests, load_records
+from skinscan.errors import DataError, InvalidImageError
+from skinscan.preprocess import PreprocessSpec, prepare_pixels, to_input
+from skinscan.quality import QualityLimits, measure_quality
+
+# (logits, ood distances) of a normalised float32 batch
+BatchFn = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
+class Scorer:
+    """What evaluate needs of a model, whether exported (ONNX Runtime) or a checkpoint (torch)."""
+
+    def __init__(self, model: str | None) -> None:
+        if model is not None and Path(model).suffix == ".pt":
+            self._from_checkpoint(model)
+        else:
+            self._from_export(model)
+
+    def _from_export(self, model: str | None) -> None:
+        from skinscan.engine import Engine
+
+        engine = Engine(model)
+        spec = engine.spec
+        self.name, self.preprocess, self.threshold = f"{spec.id} (v{spec.version})", spec.preprocess, spec.threshold
+        self.calibrate = engine.calibration.apply
+        self.ood_threshold, self.quality = spec.ood_threshold, spec.quality_limits
+
+        def run(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            logit, _, ood = engine.run(batch)
+            return logit, ood
+
+        self.batch_fn: BatchFn = run
+
+    def _from_checkpoint(self, path: str) -> None:
+        import torch
+
+        from skinscan.calibrate import Calibration, FeatureGaussian
+        from skinscan.train import load_checkpoint
+
+        net, ckpt = load_checkpoint(path)
+        pre = ckpt["preprocess"]
+        self.name = f"{ckpt['model_name']} checkpoint {path}"
+        self.preprocess = PreprocessSpec(pre["input_size"], tuple(pre["mean"]), tuple(pre["std"]),  # type: ignore[arg-type]
+                                         pre.get("colour_constancy"), pre.get("crop", "center_square"))
+        self.threshold = float(ckpt.get("threshold", 0.5))
+        self.calibrate = Calibration(ckpt.get("temperature", 1.0), ckpt.get("logit_bias", 0.0)).apply
+        g = ckpt.get("feature_gaussian")
+        gaussian = FeatureGaussian(**{k: np.asarray(v, dtype=np.float64) if k != "residual_scale" else v
+                                      for k, v in g.items()}) if g else None
+        dist = ckpt.get("val_ood_distance")
+        self.ood_threshold = float(np.quantile(dist, 0.99)) if dist else None
+        self.quality = QualityLimits(**ckpt["quality_limits"]) if "quality_limits" in ckpt else QualityLimits()
+
+        @torch.no_grad()
+        def run(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            pooled = net.pool(net.feature_maps(torch.from_numpy(batch)))
+            logits = net.logit(pooled).squeeze(1).numpy()
+            ood = gaussian.distance(pooled.numpy()) if gaussian else np.zeros(len(logits))
+            return logits, ood
+
+        self.batch_fn = run
+
+
+def tta_views(batch: np.ndarray) -> list[np.ndarray]:
+    """The batch, flipped and rotated by 90°: lesions have no up or left."""
+    return [batch, batch[..., ::-1], batch[..., ::-1, :], np.rot90(batch, 1, axes=(-2, -1))]
+
+
+def score_records(
+    records: Sequence[Record], scorer: Scorer, *, tta: bool = False, skip_bad: bool = False, batch_size: int = 32
+) -> dict[str, Any]:
+    """Probabilities, rejection flags and thumbnails for records; unreadable images stop it (or are skipped)."""
+    from skinscan.imaging import load_image
+
+    kept: list[Record] = []
+    probs, rejected, thumbs = [], [], []
+    bad: list[str] = []
+    bar = tqdm(total=len(records), desc="evaluating", unit="img", mininterval=1.0)
+    for start in range(0, len(records), batch_size):
+        chunk, pixels = [], []
+        for r in records[start : start + batch_size]:
+            try:
+                pixels.append(prepare_pixels(load_image(r.path, draft_size=scorer.preprocess.input_size),
+                                             scorer.preprocess))
+                chunk.append(r)
+            except InvalidImageError as exc:
+                if not skip_bad:
+                    raise DataError(f"{r.path}: {exc} (use --skip-bad to leave such images out)") from exc
+                bad.append(f"{r.path}: {exc}")
+        bar.update(len(records[start : start + batch_size]))
+        if not chunk:
+            continue
+        batch = to_input(np.stack(pixels), scorer.preprocess)
+        logits, ood = scorer.batch_fn(batch)
+        if tta:
+            logits = np.mean([scorer.batch_fn(np.ascontiguousarray(v))[0] for v in tta_views(batch)], axis=0)
+        probs.append(scorer.calibrate(logits))
+        for px, dist in zip(pixels, ood, strict=True):
+            unfit = scorer.quality.problem(measure_quality(px)) is not None
+            rejected.append(unfit or (scorer.ood_threshold is not None and float(dist) > scorer.ood_threshold))
+            thumbs.append(px[::3, ::3].copy())
+        kept += chunk
+    bar.close()
+    if bad:
+        warnings.warn(f"skipped {len(bad)} unreadable images: " + "; ".join(bad[:10]), SkippedRecords, stacklevel=2)
+    if not kept:
+        raise DataError("no readable images to evaluate")
+    return {"records": kept, "prob": np.concatenate(probs), "rejected": np.array(rejected), "thumbs": thumbs}
+
+
+def evaluate(
+    data: str | Path,
+    *,
+    out: str | Path,
+    split: str | None = None,
+    model: str | None = None,
+    threshold: float | None = None,
+    tta: bool = False,
+    exclude_same_as: Sequence[str] = (),
+    exclude_split: str | None = None,
+    duplicates: Sequence[str] = (),
+    skip_bad: bool = False,
+    n_boot: int = 1000,
+) -> dict[str, Any]:
+    """Evaluate a model on labelled data; writes metrics.json, plots and report.html into `out`.
+
+    Args:
+        data: any layout `load_records` reads.
+        split: the data's split ("test", "train", ...).
+        model: an exported model (file or folder) or a `.pt` checkpoint; None: the bundled model.
+        threshold: overrides the model's threshold.
+        tta: average the logits over flips and a rotation.
+        exclude_same_as: datasets whose photographs (and duplicates of them) are left out of the evaluation,
+            e.g. the training data of a cross-source experiment.
+        duplicates: extra same_image_as manifests (those beside the data are found automatically).
+    """
+    from skinscan.reports import write_evaluation
+
+    records = load_records(data, split, skip_bad=skip_bad)
+    n_all = len(records)
+    if exclude_same_as:
+        dup = Duplicates.from_files([*find_manifests([data, *exclude_same_as]), *duplicates])
+        others = [r for p in exclude_same_as for r in load_records(p, exclude_split, skip_bad=skip_bad)]
+        records = drop_same_images(records, others, dup)
+    scorer = Scorer(model)
+    scored = score_records(records, scorer, tta=tta, skip_bad=skip_bad)
+    kept: list[Record] = scored["records"]
+    y = np.array([r.label for r in kept])
+    chosen = scorer.threshold if threshold is None else threshold
+    info = {
+        "model": scorer.name,
+        "data": f"{data}" + (f" (split {split})" if split else ""),
+        "images": f"{len(kept)} of {n_all}" + (" after excluding copies of " + ", ".join(exclude_same_as)
+                                                if exclude_same_as else ""),
+        "test-time augmentation": "on" if tta else "off",
+        "input checks": f"{float(scored['rejected'].mean()):.2%} of these images would be refused by the engine",
+    }
+    metrics = write_evaluation(
+        out, y, scored["prob"], chosen, thumbs=scored["thumbs"], names=[r.key for r in kept],
+        title=f"skinscan evaluation: {Path(data).name}{f' / {split}' if split else ''}", info=info, n_boot=n_boot,
+    )
+    metrics["rejected_fraction"] = round(float(scored["rejected"].mean()), 4)
+    import json
+
+    path = Path(out) / "metrics.json"
+    stored = json.loads(path.read_text())
+    stored["rejected_fraction"] = metrics["rejected_fraction"]
+    stored["model"] = scorer.name
+    stored["data"] = info["data"]
+    path.write_text(json.dumps(stored, indent=2))
+    return metrics

@@ -1,0 +1,69 @@
+"""`skinscan predict`: judge image files and folders from the command line (no torch)."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from skinscan import DISCLAIMER
+from skinscan.data import IMAGE_SUFFIXES
+from skinscan.engine import Engine, Prediction
+from skinscan.errors import SkinscanError
+
+CSV_FIELDS = ["path", "status", "label", "probability", "severity", "severity_name", "threshold", "reason"]
+
+
+def walk_inputs(inputs: Sequence[str]) -> Iterator[Path]:
+    """Files as given; folders walked for image files, in a stable order."""
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            yield from (p for p in sorted(path.rglob("*")) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        else:
+            yield path
+
+
+def format_line(path: Path, result: Prediction) -> str:
+    if result.status != "ok":
+        return f"{path}: rejected: {result.reason}"
+    return (
+        f"{path}: {result.label:<9} probability {result.probability:.3f} "
+        f"(threshold {result.threshold:.3f})  severity {result.severity}/6 {result.severity_name}"
+    )
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    engine = Engine(args.model, threshold=args.threshold, check_inputs=not args.no_checks)
+    heatmap_dir = Path(args.heatmap) if args.heatmap else None
+    if heatmap_dir:
+        heatmap_dir.mkdir(parents=True, exist_ok=True)
+    rows: list[dict[str, object]] = []
+    failed = 0
+    for path in walk_inputs(args.inputs):
+        try:
+            result = engine.predict(path, heatmap=heatmap_dir is not None)
+        except SkinscanError as exc:
+            failed += 1
+            print(f"{path}: error: {exc}", file=sys.stderr)
+            rows.append({"path": str(path), "status": "error", "reason": str(exc)})
+            continue
+        if heatmap_dir and result.overlay_png:
+            (heatmap_dir / f"{path.stem}_heatmap.png").write_bytes(result.overlay_png)
+        data = {"path": str(path), **result.to_dict(include_heatmap=False)}
+        rows.append(data)
+        print(json.dumps(data) if args.json else format_line(path, result), flush=True)
+    if not rows:
+        print("skinscan: error: no image files found", file=sys.stderr)
+        return 1
+    if args.csv:
+        with open(args.csv, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=CSV_FIELDS, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(rows)
+    if not args.json:
+        print(f"\n{DISCLAIMER}", file=sys.stderr)
+    return 1 if failed else 0

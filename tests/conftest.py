@@ -1,0 +1,56 @@
+"""Shared fixtures: synthetic lesion images, a tiny network really trained and exported once per session,
+and the real dermoscopy of ../shared/data when it is there."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from synthetic import write_dataset
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The real datasets; tests that need them skip when a fresh machine has no ../shared."""
+    if not (SHARED_DATA / "ham10000").is_dir() or not (SHARED_DATA / "isic-mvb").is_dir():
+        pytest.skip(f"real dermoscopy not found at {SHARED_DATA} (it ships beside the repository only in CI)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def synthetic_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_dataset(tmp_path_factory.mktemp("synthetic"), {"train": 40, "test": 12})
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(synthetic_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny-cnn really trained for a few epochs on synthetic lesions (a best.pt)."""
+    pytest.importorskip("torch")
+    from skinscan.train import train
+    from skinscan.train_config import TrainConfig
+
+    out = tmp_path_factory.mktemp("tiny_run")
+    cfg = TrainConfig(
+        data=[str(synthetic_data)], split="train", holdout=[str(synthetic_data)], model="tiny-cnn",
+        pretrained=False, epochs=6, batch_size=16, lr=3e-3, val_fraction=0.3, patience=6,
+        feature_images=60, threads=1, out=str(out),
+    )
+    return train(cfg)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny checkpoint exported as model.onnx + model.json: a real model for engine, API and GUI tests."""
+    from skinscan.export import export_checkpoint
+
+    out = tmp_path_factory.mktemp("tiny_model")
+    # 24 validation images make the 99th percentile nearly their maximum; the margin keeps fresh synthetic
+    # lesions in (noise and blank images still fall far outside)
+    export_checkpoint(tiny_checkpoint, out, ood_margin=1.5)
+    return out

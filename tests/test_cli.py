@@ -1,0 +1,103 @@
+"""The `skinscan` command end to end: train → export → evaluate → predict, and its error handling."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from skinscan.cli import main
+from synthetic import lesion_bytes
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "skinscan.cli", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_train_export_evaluate_end_to_end(synthetic_data: Path, tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    run = tmp_path / "run"
+    code = main(["train", str(synthetic_data), "--model", "tiny-cnn", "--no-pretrained", "--epochs", "2",
+                 "--holdout", str(synthetic_data), "--batch-size", "16", "--val-fraction", "0.3",
+                 "--feature-images", "40", "--threads", "1", "--out", str(run)])  # fmt: skip
+    assert code == 0 and (run / "best.pt").is_file()
+    assert main(["export", str(run / "best.pt"), "--out", str(tmp_path / "model")]) == 0
+    report = tmp_path / "report"
+    assert main(["evaluate", str(synthetic_data), "--split", "test", "--model", str(tmp_path / "model"),
+                 "--out", str(report), "--n-boot", "200"]) == 0  # fmt: skip
+    metrics = json.loads((report / "metrics.json").read_text())
+    for key in ("auc", "accuracy", "balanced_accuracy", "sensitivity", "specificity", "precision", "f1", "ece",
+                "threshold", "n", "n_malignant", "auc_ci", "rejected_fraction"):  # fmt: skip
+        assert key in metrics, key
+    assert metrics["n"] == 24 and metrics["n_malignant"] == 12
+    for name in ("report.html", "roc.png", "pr.png", "reliability.png", "confusion.png", "grid.png"):
+        assert (report / name).is_file(), name
+    # a checkpoint evaluates too, and agrees with its export
+    assert main(["evaluate", str(synthetic_data), "--split", "test", "--model", str(run / "best.pt"),
+                 "--out", str(tmp_path / "report_ckpt"), "--n-boot", "0"]) == 0  # fmt: skip
+    from_ckpt = json.loads((tmp_path / "report_ckpt" / "metrics.json").read_text())
+    assert from_ckpt["auc"] == pytest.approx(metrics["auc"], abs=1e-3)
+
+
+def test_predict_files_folders_json_csv_heatmaps(tiny_model_dir: Path, tmp_path: Path) -> None:
+    images = tmp_path / "images"
+    (images / "sub").mkdir(parents=True)
+    (images / "a.jpg").write_bytes(lesion_bytes(False, seed=1))
+    (images / "sub" / "b.png").write_bytes(lesion_bytes(True, seed=2, fmt="PNG"))
+    result = run_cli("predict", str(images), "--model", str(tiny_model_dir), "--json",
+                     "--csv", str(tmp_path / "out.csv"), "--heatmap", str(tmp_path / "heat"))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [Path(line["path"]).name for line in lines] == ["a.jpg", "b.png"]
+    assert (tmp_path / "out.csv").read_text().count("\n") == 3
+    assert len(list((tmp_path / "heat").glob("*.png"))) == 2
+
+
+def test_predict_reports_bad_files_and_exits_nonzero(tiny_model_dir: Path, tmp_path: Path) -> None:
+    good = tmp_path / "good.jpg"
+    good.write_bytes(lesion_bytes(True, seed=3))
+    bad = tmp_path / "notes.jpg"
+    bad.write_text("shopping list")
+    result = run_cli("predict", str(good), str(bad), str(tmp_path / "missing.jpg"), "--model", str(tiny_model_dir))
+    assert result.returncode == 1
+    assert "good.jpg: " in result.stdout and "probability" in result.stdout
+    assert "notes.jpg: error: unsupported file type: this is a plain-text file" in result.stderr
+    assert "missing.jpg: error:" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "not a diagnosis" in result.stderr
+
+
+def test_predict_never_imports_torch(tiny_model_dir: Path, tmp_path: Path) -> None:
+    image = tmp_path / "x.jpg"
+    image.write_bytes(lesion_bytes(False, seed=5))
+    code = (
+        "import sys; from skinscan.cli import main; "
+        f"rc = main(['predict', {str(image)!r}, '--model', {str(tiny_model_dir)!r}]); "
+        "assert 'torch' not in sys.modules, 'torch was imported'; sys.exit(rc)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["evaluate", "/nonexistent/data", "--out", "/tmp/x"], "does not exist"),
+        (["predict", "x.jpg", "--model", "/nonexistent/model.onnx"], "no model at"),
+        (["train", "--model", "resnet-9000", "--epochs", "1"], "unknown model 'resnet-9000'"),
+    ],
+)
+def test_errors_are_one_clear_line(args: list[str], message: str) -> None:
+    result = run_cli(*args)
+    assert result.returncode != 0
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_models_and_help() -> None:
+    pytest.importorskip("torch")
+    result = run_cli("models")
+    assert result.returncode == 0 and "efficientnet-lite0" in result.stdout
+    assert run_cli("--help").returncode == 0

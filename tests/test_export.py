@@ -1,0 +1,58 @@
+"""Export: the ONNX graph computes what the PyTorch model computes, and carries its spec."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+onnx = pytest.importorskip("onnx")
+
+from skinscan.calibrate import FeatureGaussian  # noqa: E402
+from skinscan.engine import Engine  # noqa: E402
+from skinscan.export import ExportModule  # noqa: E402
+from skinscan.spec import METADATA_KEY, ModelSpec  # noqa: E402
+from skinscan.train import load_checkpoint  # noqa: E402
+
+
+def test_onnx_outputs_equal_pytorch(tiny_checkpoint: Path, tiny_model_dir: Path) -> None:
+    model, ckpt = load_checkpoint(tiny_checkpoint)
+    engine = Engine(tiny_model_dir)
+    x = np.random.default_rng(0).normal(size=(5, 3, 64, 64)).astype(np.float32)
+    logit, cam, ood = engine.run(x)
+    with torch.no_grad():
+        t = torch.from_numpy(x)
+        maps = model.feature_maps(t)
+        pooled = model.pool(maps)
+        np.testing.assert_allclose(logit, model(t).numpy(), rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(cam, model.cam(maps, pooled).numpy(), rtol=1e-4, atol=1e-4)
+    g = ckpt["feature_gaussian"]
+    gaussian = FeatureGaussian(g["mean"].astype(np.float64), g["components"].astype(np.float64),
+                               g["basis"].astype(np.float64), g["residual_scale"])  # fmt: skip
+    np.testing.assert_allclose(ood, gaussian.distance(pooled.numpy()), rtol=1e-3, atol=1e-4)
+
+
+def test_spec_travels_in_the_onnx_file_and_beside_it(tiny_model_dir: Path) -> None:
+    proto = onnx.load(str(tiny_model_dir / "model.onnx"))
+    embedded = ModelSpec.from_json({p.key: p.value for p in proto.metadata_props}[METADATA_KEY])
+    beside = ModelSpec.from_json((tiny_model_dir / "model.json").read_text())
+    assert embedded == beside
+    assert beside.architecture == "tiny-cnn" and beside.input_size == 64
+    assert beside.ood_threshold is not None and beside.cam_size == (8, 8)
+    assert "CC BY-NC-SA" not in beside.license  # synthetic training data, not HAM10000
+
+
+def test_engine_reads_the_embedded_spec_without_model_json(tiny_model_dir: Path, tmp_path: Path) -> None:
+    lone = tmp_path / "model.onnx"
+    lone.write_bytes((tiny_model_dir / "model.onnx").read_bytes())
+    assert Engine(lone).spec.id == json.loads((tiny_model_dir / "model.json").read_text())["id"]
+
+
+def test_export_without_feature_statistics_still_works(tiny_checkpoint: Path) -> None:
+    model, _ = load_checkpoint(tiny_checkpoint)
+    module = ExportModule(model, None)
+    logit, cam, ood = module(torch.zeros(1, 3, 64, 64))
+    assert logit.shape == (1,) and ood.shape == (1,)
