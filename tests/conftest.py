@@ -37,9 +37,19 @@ def tiny_checkpoint(synthetic_data: Path, tmp_path_factory: pytest.TempPathFacto
 
     out = tmp_path_factory.mktemp("tiny_run")
     cfg = TrainConfig(
-        data=[str(synthetic_data)], split="train", holdout=[str(synthetic_data)], model="tiny-cnn",
-        pretrained=False, epochs=6, batch_size=16, lr=3e-3, val_fraction=0.3, patience=6,
-        feature_images=60, threads=1, out=str(out),
+        data=[str(synthetic_data)],
+        split="train",
+        holdout=[str(synthetic_data)],
+        model="tiny-cnn",
+        pretrained=False,
+        epochs=6,
+        batch_size=16,
+        lr=3e-3,
+        val_fraction=0.3,
+        patience=6,
+        feature_images=60,
+        threads=1,
+        out=str(out),
     )
     return train(cfg)
 

@@ -154,7 +154,7 @@ def test_split_keeps_duplicate_photographs_together() -> None:
     records = [_rec(f"k{i}", i % 2) for i in range(60)]
     for i in range(0, 60, 2):
         dup.add(f"k{i}", f"k{i + 1}")
-    train, val = split_records(records, 0.3, seed=0, dup=dup)
+    _, val = split_records(records, 0.3, seed=0, dup=dup)
     val_keys = {r.key for r in val}
     for i in range(0, 60, 2):
         assert (f"k{i}" in val_keys) == (f"k{i + 1}" in val_keys)

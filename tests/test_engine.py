@@ -53,7 +53,7 @@ def test_heatmap_is_image_sized_and_a_png(tiny_model_dir: Path) -> None:
     image = Image.open(io.BytesIO(lesion_bytes(True, seed=4, size=96))).resize((150, 100))
     p = engine.predict(image, heatmap=True)
     assert p.heatmap is not None and p.heatmap.shape == (100, 150)
-    assert 0.0 <= p.heatmap.min() and p.heatmap.max() <= 1.0
+    assert p.heatmap.min() >= 0.0 and p.heatmap.max() <= 1.0
     assert p.heatmap[:, :25].max() == 0.0  # outside the analysed centre square there is no evidence
     overlay = Image.open(io.BytesIO(p.overlay_png or b""))
     assert overlay.format == "PNG" and overlay.size == (150, 100)

@@ -32,7 +32,7 @@ def test_output_shape_and_range(size: tuple[int, int]) -> None:
     image = Image.new("RGB", size, (200, 120, 100))
     x = preprocess(image, spec)
     assert x.shape == (3, 224, 224) and x.dtype == np.float32
-    assert -2.0 - 1e-6 <= x.min() and x.max() <= 2.0 + 1e-6
+    assert x.min() >= -2.0 - 1e-6 and x.max() <= 2.0 + 1e-6
 
 
 def test_batched_to_input_matches_single() -> None:

@@ -27,7 +27,7 @@ def test_training_writes_a_complete_checkpoint(tiny_checkpoint: Path) -> None:
         assert (out / name).is_file(), name
     history = json.loads((out / "history.json").read_text())
     assert {"epoch", "train_loss", "val_loss", "train_accuracy", "val_accuracy", "val_auc", "lr"} <= set(history[0])
-    model, ckpt = load_checkpoint(tiny_checkpoint)
+    _, ckpt = load_checkpoint(tiny_checkpoint)
     assert ckpt["config"]["model"] == "tiny-cnn"  # the config travels with the weights
     assert 0.0 < ckpt["threshold"] < 1.0 and ckpt["temperature"] > 0
     assert ckpt["val_auc"] > 0.9  # the synthetic classes are easy: a real training run learns them

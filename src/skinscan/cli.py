@@ -7,6 +7,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import MISSING, fields
+from pathlib import Path
 from typing import Any
 
 from skinscan import DISCLAIMER, __version__
@@ -122,11 +123,20 @@ def _add_export(sub: Any) -> None:
     p.add_argument("checkpoint", help="a best.pt written by skinscan train")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--version", default="1.0.0", help="the model's version")
-    p.add_argument("--ood-quantile", type=float, default=0.99,
-                   help="validation quantile of the feature distance above which images are refused")
+    p.add_argument(
+        "--ood-quantile",
+        type=float,
+        default=0.99,
+        help="validation quantile of the feature distance above which images are refused",
+    )
     p.add_argument("--ood-margin", type=float, default=1.0, help="multiplies that distance threshold")
-    p.add_argument("--metrics", action="append", default=[], metavar="NAME=METRICS_JSON",
-                   help="attach test metrics (from skinscan evaluate) to the model card; repeatable")
+    p.add_argument(
+        "--metrics",
+        action="append",
+        default=[],
+        metavar="NAME=METRICS_JSON",
+        help="attach test metrics (from skinscan evaluate) to the model card; repeatable",
+    )
     p.set_defaults(func=_run_export)
 
 
@@ -143,12 +153,39 @@ def _run_export(args: argparse.Namespace) -> int:
         name, sep, path = item.partition("=")
         if not sep:
             raise ValueError(f"--metrics takes NAME=PATH, not {item!r}")
-        metrics[name] = json.loads(open(path).read())
+        metrics[name] = json.loads(Path(path).read_text())
     command = "skinscan " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    spec = export_checkpoint(args.checkpoint, args.out, version=args.version, ood_quantile=args.ood_quantile,
-                             ood_margin=args.ood_margin,
-                             metrics=metrics, command=command)
+    spec = export_checkpoint(
+        args.checkpoint,
+        args.out,
+        version=args.version,
+        ood_quantile=args.ood_quantile,
+        ood_margin=args.ood_margin,
+        metrics=metrics,
+        command=command,
+    )
     print(f"exported {spec.id} (threshold {spec.threshold:.3f}, temperature {spec.temperature:.3f}) to {args.out}")
+    return 0
+
+
+# --- import-keras -----------------------------------------------------------------------------------
+
+
+def _add_import_keras(sub: Any) -> None:
+    p = sub.add_parser("import-keras", help="import the seed's Keras .h5 weights as an exported model")
+    p.add_argument("h5", metavar="FILE.h5", help="Keras HDF5 weights of the seed network")
+    p.add_argument("--out", default="models/seed-keras", help="output folder (default: models/seed-keras)")
+    p.add_argument("--threshold", type=float, default=0.5, help="operating threshold (the seed used 0.5)")
+    p.set_defaults(func=_run_import_keras)
+
+
+def _run_import_keras(args: argparse.Namespace) -> int:
+    _require("torch")
+    _require("h5py")
+    from skinscan.keras_import import import_keras
+
+    spec = import_keras(args.h5, args.out, threshold=args.threshold, command="skinscan " + " ".join(sys.argv[1:]))
+    print(f"imported {args.h5} as {spec.id} into {args.out}")
     return 0
 
 
@@ -193,9 +230,12 @@ def _run_models(args: argparse.Namespace) -> int:
 
 
 def _add_serve(sub: Any) -> None:
-    p = sub.add_parser("serve", help="start the prediction service and web client (needs the [serve] extra)",
-                       description="Serve the REST API and the web client. Settings also come from SKINSCAN_* "
-                                   "variables (SKINSCAN_API_KEY, SKINSCAN_MAX_UPLOAD_MB, SKINSCAN_CORS_ORIGINS, ...).")
+    p = sub.add_parser(
+        "serve",
+        help="start the prediction service and web client (needs the [serve] extra)",
+        description="Serve the REST API and the web client. Settings also come from SKINSCAN_* "
+        "variables (SKINSCAN_API_KEY, SKINSCAN_MAX_UPLOAD_MB, SKINSCAN_CORS_ORIGINS, ...).",
+    )
     p.add_argument("--host", help="address to listen on (default: $SKINSCAN_HOST, else 127.0.0.1)")
     p.add_argument("--port", type=int, help="port to listen on (default: $SKINSCAN_PORT, else 9889)")
     p.add_argument("--model", help="model.onnx or its folder (default: $SKINSCAN_MODEL, else the bundled model)")
@@ -219,7 +259,9 @@ def _run_serve(args: argparse.Namespace) -> int:
 
 def _add_gui(sub: Any) -> None:
     p = sub.add_parser("gui", help="open the desktop app (needs the [gui] extra)", description="Open the desktop app.")
-    p.add_argument("--model", help="a local model.onnx or its folder (default: $SKINSCAN_MODEL, else the bundled model)")
+    p.add_argument(
+        "--model", help="a local model.onnx or its folder (default: $SKINSCAN_MODEL, else the bundled model)"
+    )
     p.add_argument("--host", help="use the skinscan server on this host instead of a local model")
     p.add_argument("--port", type=int, help="the skinscan server's port (with --host; default: the last one used)")
     p.set_defaults(func=_run_gui)
@@ -242,7 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 _COMMANDS: list[Callable[[Any], None]] = [
-    _add_predict, _add_serve, _add_evaluate, _add_train, _add_export, _add_models,
+    _add_predict, _add_serve, _add_evaluate, _add_train, _add_export, _add_import_keras, _add_models,
 ]  # fmt: skip
 
 

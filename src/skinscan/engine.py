@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -205,7 +205,10 @@ class Engine:
         if isinstance(source, Image.Image):
             return source.convert("RGB")
         return load_image(
-            source, draft_size=self.spec.input_size, min_side=self.min_side, max_pixels=self.max_pixels,
+            source,
+            draft_size=self.spec.input_size,
+            min_side=self.min_side,
+            max_pixels=self.max_pixels,
             max_bytes=self.max_bytes,
         )
 
@@ -225,6 +228,7 @@ class Engine:
         results: list[Prediction | SkinscanError | None] = [None] * len(sources)
         images: dict[int, Image.Image] = {}
         pixels: dict[int, np.ndarray] = {}
+        qualities: dict[int, dict[str, float]] = {}
         for i, source in enumerate(sources):
             try:
                 images[i] = self.decode(source)
@@ -235,41 +239,55 @@ class Engine:
                 continue
             pixels[i] = prepare_pixels(images[i], self.spec.preprocess)
             quality = measure_quality(pixels[i])
+            qualities[i] = asdict(quality)
             problem = self.spec.quality_limits.problem(quality) if self.check_inputs else None
             if problem:
-                results[i] = self._rejected(problem, images[i], quality.__dict__)
+                results[i] = self._rejected(problem, images[i], qualities[i])
                 del pixels[i]
         if pixels:
             order = list(pixels)
             logits, cams, dists = self.run(to_input(np.stack([pixels[i] for i in order]), self.spec.preprocess))
             probs = self.calibration.apply(logits)
             for j, i in enumerate(order):
-                quality = measure_quality(pixels[i]).__dict__
                 dist = float(dists[j])
                 if self.check_inputs and self.spec.ood_threshold is not None and dist > self.spec.ood_threshold:
-                    results[i] = self._rejected(NOT_A_LESION, images[i], quality, dist)
+                    results[i] = self._rejected(NOT_A_LESION, images[i], qualities[i], dist)
                     continue
-                results[i] = self._verdict(float(probs[j]), images[i], cams[j], quality, dist, heatmap)
+                results[i] = self._verdict(float(probs[j]), images[i], cams[j], qualities[i], dist, heatmap)
         elapsed = (time.perf_counter() - start) * 1000
         for r in results:
             if isinstance(r, Prediction):
                 r.timing_ms = elapsed / max(len(sources), 1)
         return [r for r in results if r is not None]
 
-    def _rejected(self, reason: str, image: Image.Image, quality: dict[str, float], dist: float | None = None) -> Prediction:
+    def _rejected(
+        self, reason: str, image: Image.Image, quality: dict[str, float], dist: float | None = None
+    ) -> Prediction:
         return Prediction(
-            status="rejected", threshold=self.threshold, reason=reason, quality=quality, ood_distance=dist,
+            status="rejected",
+            threshold=self.threshold,
+            reason=reason,
+            quality=quality,
+            ood_distance=dist,
             image_size=image.size,
         )
 
-    def _verdict(self, prob: float, image: Image.Image, cam: np.ndarray, quality: dict[str, float], dist: float,
-                 heatmap: bool) -> Prediction:
+    def _verdict(
+        self, prob: float, image: Image.Image, cam: np.ndarray, quality: dict[str, float], dist: float, heatmap: bool
+    ) -> Prediction:
         step = severity_for(prob, self.threshold, self.scale)
         result = Prediction(
-            status="ok", threshold=self.threshold, probability=prob,
+            status="ok",
+            threshold=self.threshold,
+            probability=prob,
             label=self.spec.class_names[1] if prob >= self.threshold else self.spec.class_names[0],
-            severity=step.level, severity_name=step.name, description=step.description,
-            recommendation=step.recommendation, colour=step.colour, quality=quality, ood_distance=dist,
+            severity=step.level,
+            severity_name=step.name,
+            description=step.description,
+            recommendation=step.recommendation,
+            colour=step.colour,
+            quality=quality,
+            ood_distance=dist,
             image_size=image.size,
         )
         if heatmap:

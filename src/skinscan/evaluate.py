@@ -52,13 +52,26 @@ class Scorer:
         net, ckpt = load_checkpoint(path)
         pre = ckpt["preprocess"]
         self.name = f"{ckpt['model_name']} checkpoint {path}"
-        self.preprocess = PreprocessSpec(pre["input_size"], tuple(pre["mean"]), tuple(pre["std"]),  # type: ignore[arg-type]
-                                         pre.get("colour_constancy"), pre.get("crop", "center_square"))
+        self.preprocess = PreprocessSpec(
+            pre["input_size"],
+            (pre["mean"][0], pre["mean"][1], pre["mean"][2]),
+            (pre["std"][0], pre["std"][1], pre["std"][2]),
+            pre.get("colour_constancy"),
+            pre.get("crop", "center_square"),
+        )
         self.threshold = float(ckpt.get("threshold", 0.5))
         self.calibrate = Calibration(ckpt.get("temperature", 1.0), ckpt.get("logit_bias", 0.0)).apply
         g = ckpt.get("feature_gaussian")
-        gaussian = FeatureGaussian(**{k: np.asarray(v, dtype=np.float64) if k != "residual_scale" else v
-                                      for k, v in g.items()}) if g else None
+        gaussian = (
+            FeatureGaussian(
+                mean=np.asarray(g["mean"], dtype=np.float64),
+                components=np.asarray(g["components"], dtype=np.float64),
+                basis=np.asarray(g["basis"], dtype=np.float64),
+                residual_scale=float(g["residual_scale"]),
+            )
+            if g
+            else None
+        )
         dist = ckpt.get("val_ood_distance")
         self.ood_threshold = float(np.quantile(dist, 0.99)) if dist else None
         self.quality = QualityLimits(**ckpt["quality_limits"]) if "quality_limits" in ckpt else QualityLimits()
@@ -92,8 +105,9 @@ def score_records(
         chunk, pixels = [], []
         for r in records[start : start + batch_size]:
             try:
-                pixels.append(prepare_pixels(load_image(r.path, draft_size=scorer.preprocess.input_size),
-                                             scorer.preprocess))
+                pixels.append(
+                    prepare_pixels(load_image(r.path, draft_size=scorer.preprocess.input_size), scorer.preprocess)
+                )
                 chunk.append(r)
             except InvalidImageError as exc:
                 if not skip_bad:
@@ -162,14 +176,21 @@ def evaluate(
     info = {
         "model": scorer.name,
         "data": f"{data}" + (f" (split {split})" if split else ""),
-        "images": f"{len(kept)} of {n_all}" + (" after excluding copies of " + ", ".join(exclude_same_as)
-                                                if exclude_same_as else ""),
+        "images": f"{len(kept)} of {n_all}"
+        + (" after excluding copies of " + ", ".join(exclude_same_as) if exclude_same_as else ""),
         "test-time augmentation": "on" if tta else "off",
         "input checks": f"{float(scored['rejected'].mean()):.2%} of these images would be refused by the engine",
     }
     metrics = write_evaluation(
-        out, y, scored["prob"], chosen, thumbs=scored["thumbs"], names=[r.key for r in kept],
-        title=f"skinscan evaluation: {Path(data).name}{f' / {split}' if split else ''}", info=info, n_boot=n_boot,
+        out,
+        y,
+        scored["prob"],
+        chosen,
+        thumbs=scored["thumbs"],
+        names=[r.key for r in kept],
+        title=f"skinscan evaluation: {Path(data).name}{f' / {split}' if split else ''}",
+        info=info,
+        n_boot=n_boot,
     )
     metrics["rejected_fraction"] = round(float(scored["rejected"].mean()), 4)
     import json

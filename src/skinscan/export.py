@@ -4,6 +4,7 @@ feature distance to the training distribution) and the spec that describes it (t
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import asdict
 import hashlib
 import io
 from pathlib import Path
@@ -15,6 +16,7 @@ from torch import nn
 
 from skinscan.errors import ModelFormatError
 from skinscan.models import Classifier
+from skinscan.quality import QualityLimits
 from skinscan.spec import METADATA_KEY, ModelSpec, write_spec
 from skinscan.train import load_checkpoint
 
@@ -31,6 +33,10 @@ INTENDED_USE = (
 
 class ExportModule(nn.Module):
     """The graph that ships: normalised images in; logit, CAM and OOD distance out."""
+
+    ood_mean: torch.Tensor
+    ood_components: torch.Tensor
+    ood_basis: torch.Tensor
 
     def __init__(self, model: Classifier, gaussian: dict[str, Any] | None) -> None:
         super().__init__()
@@ -76,7 +82,7 @@ def _export(module: nn.Module, dummy: torch.Tensor, buffer: io.BytesIO) -> None:
     torch.onnx.export(
         module,
         (dummy,),
-        buffer,
+        buffer,  # type: ignore[arg-type]
         input_names=["input"],
         output_names=["logit", "cam", "ood"],
         dynamic_axes={"input": {0: "batch"}, "logit": {0: "batch"}, "cam": {0: "batch"}, "ood": {0: "batch"}},
@@ -92,8 +98,17 @@ def _describe_data(data: dict[str, Any]) -> dict[str, Any]:
     return described
 
 
-def build_spec(ckpt: dict[str, Any], model: Classifier, *, version: str, ood_quantile: float, ood_margin: float,
-               weights_hash: str, metrics: dict[str, Any] | None, command: str) -> ModelSpec:
+def build_spec(
+    ckpt: dict[str, Any],
+    model: Classifier,
+    *,
+    version: str,
+    ood_quantile: float,
+    ood_margin: float,
+    weights_hash: str,
+    metrics: dict[str, Any] | None,
+    command: str,
+) -> ModelSpec:
     pre = ckpt.get("preprocess", {})
     val_dist = ckpt.get("val_ood_distance")
     ood_threshold = float(np.quantile(val_dist, ood_quantile)) * ood_margin if val_dist else None
@@ -103,8 +118,8 @@ def build_spec(ckpt: dict[str, Any], model: Classifier, *, version: str, ood_qua
         version=version,
         architecture=model.info.name,
         input_size=int(pre.get("input_size", model.info.input_size)),
-        mean=tuple(pre.get("mean", model.info.mean)),  # type: ignore[arg-type]
-        std=tuple(pre.get("std", model.info.std)),  # type: ignore[arg-type]
+        mean=tuple(pre.get("mean", model.info.mean)),
+        std=tuple(pre.get("std", model.info.std)),
         colour_constancy=pre.get("colour_constancy", "shades_of_gray"),
         crop=pre.get("crop", "center_square"),
         temperature=float(ckpt.get("temperature", 1.0)),
@@ -112,9 +127,7 @@ def build_spec(ckpt: dict[str, Any], model: Classifier, *, version: str, ood_qua
         threshold=float(ckpt.get("threshold", 0.5)),
         target_sensitivity=float(ckpt.get("target_sensitivity", 0.9)),
         ood_threshold=ood_threshold,
-        quality=dict(ckpt["quality_limits"]) if "quality_limits" in ckpt else ModelSpec.__dataclass_fields__[
-            "quality"
-        ].default_factory(),  # type: ignore[misc]
+        quality=dict(ckpt.get("quality_limits") or asdict(QualityLimits())),
         training_data={
             **_describe_data(ckpt.get("data", {})),
             "best_epoch": ckpt.get("best_epoch", {}),
@@ -132,9 +145,17 @@ def build_spec(ckpt: dict[str, Any], model: Classifier, *, version: str, ood_qua
     )
 
 
-def export_model(model: Classifier, ckpt: dict[str, Any], out_dir: str | Path, *, version: str = "1.0.0",
-                 ood_quantile: float = 0.99, ood_margin: float = 1.0, metrics: dict[str, Any] | None = None,
-                 command: str = "") -> ModelSpec:
+def export_model(
+    model: Classifier,
+    ckpt: dict[str, Any],
+    out_dir: str | Path,
+    *,
+    version: str = "1.0.0",
+    ood_quantile: float = 0.99,
+    ood_margin: float = 1.0,
+    metrics: dict[str, Any] | None = None,
+    command: str = "",
+) -> ModelSpec:
     """Write `model.onnx` (spec embedded as metadata) and `model.json` into out_dir.
 
     Returns:
@@ -148,8 +169,16 @@ def export_model(model: Classifier, ckpt: dict[str, Any], out_dir: str | Path, *
     raw = to_onnx_bytes(module, model.info.input_size)
     proto = onnx.load_from_string(raw)
     weights_hash = hashlib.sha256(b"".join(t.raw_data for t in proto.graph.initializer)).hexdigest()
-    spec = build_spec(ckpt, model, version=version, ood_quantile=ood_quantile, ood_margin=ood_margin,
-                      weights_hash=weights_hash, metrics=metrics, command=command)
+    spec = build_spec(
+        ckpt,
+        model,
+        version=version,
+        ood_quantile=ood_quantile,
+        ood_margin=ood_margin,
+        weights_hash=weights_hash,
+        metrics=metrics,
+        command=command,
+    )
     cam = module(torch.zeros(1, 3, spec.input_size, spec.input_size))[1]
     spec = ModelSpec.from_dict({**spec.to_dict(), "cam_size": list(cam.shape[1:])})
     del proto.metadata_props[:]

@@ -18,37 +18,49 @@ class SeverityStep:
 # The seed's steps and cut points; wording for a lay reader. The first step is the only benign one.
 DEFAULT_SCALE: tuple[SeverityStep, ...] = (
     SeverityStep(
-        1, 0.5, "Benign / no concern",
+        1,
+        0.5,
+        "Benign / no concern",
         "The image shows no features the model associates with skin cancer.",
         "No action needed now. Check your skin monthly and see a doctor if the lesion changes, bleeds or itches.",
         "#2e7d32",
     ),
     SeverityStep(
-        2, 0.6, "Mild irregularity",
+        2,
+        0.6,
+        "Mild irregularity",
         "Some features are slightly irregular; most such lesions are harmless.",
         "Have a doctor or dermatologist look at it at your next routine visit, within a few months.",
         "#9e9d24",
     ),
     SeverityStep(
-        3, 0.7, "Moderate abnormality",
+        3,
+        0.7,
+        "Moderate abnormality",
         "Several features are irregular in ways that can go with skin cancer.",
         "Book an appointment with a dermatologist within the next month.",
         "#f9a825",
     ),
     SeverityStep(
-        4, 0.8, "Malignant potential",
+        4,
+        0.8,
+        "Malignant potential",
         "The lesion shows features often seen in skin cancer.",
         "See a dermatologist within two weeks.",
         "#ef6c00",
     ),
     SeverityStep(
-        5, 0.95, "High-risk melanoma",
+        5,
+        0.95,
+        "High-risk melanoma",
         "The lesion shows many features strongly associated with melanoma or other skin cancer.",
         "See a dermatologist within a week.",
         "#d84315",
     ),
     SeverityStep(
-        6, 1.0, "Critical melanoma",
+        6,
+        1.0,
+        "Critical melanoma",
         "The lesion looks highly suspicious of melanoma or other skin cancer.",
         "See a dermatologist as soon as possible, within days.",
         "#b71c1c",
@@ -63,9 +75,7 @@ def rescale(probability: float, threshold: float) -> float:
     return 0.5 * p / t if p < t else 0.5 + 0.5 * (p - t) / (1 - t)
 
 
-def severity_for(
-    probability: float, threshold: float, scale: tuple[SeverityStep, ...] = DEFAULT_SCALE
-) -> SeverityStep:
+def severity_for(probability: float, threshold: float, scale: tuple[SeverityStep, ...] = DEFAULT_SCALE) -> SeverityStep:
     """The step of a calibrated probability; the first step exactly when the label is benign."""
     r = rescale(probability, threshold)
     if r < scale[0].upper:

@@ -10,7 +10,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -145,7 +145,7 @@ class Trainer:
         self.spec = preprocess_spec_for(model)
         params = [p for p in model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        mode = "min" if cfg.monitor.endswith("loss") else "max"
+        mode: Literal["min", "max"] = "min" if cfg.monitor.endswith("loss") else "max"
         self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             self.optimizer, mode=mode, factor=cfg.lr_factor, patience=cfg.lr_patience
         )
