@@ -4,7 +4,7 @@ Non-lesion images: the photos that ship with scikit-image (`skimage.data`, the l
 matplotlib, scipy's sample images when they can be had offline, and synthetic noise, blank and gradient
 images. Lesions: the real dermoscopy test sets in ../shared/data.
 Targets (engine issue): reject >= 95 % of non-lesion images and <= 2 % of real dermoscopy.
-Usage: python benchmarks/bench_input_checks.py [--model PATH]"""
+Usage: python benchmarks/bench_input_checks.py [--model PATH] [--quick]"""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import argparse
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -58,31 +59,32 @@ def non_lesion_images() -> Iterator[tuple[str, Image.Image]]:
     )
 
 
-def lesion_paths() -> dict[str, list[Path]]:
+def lesion_paths(limit: int | None = None) -> dict[str, list[Path]]:
     sets = {}
     if (SHARED / "ham10000").is_dir():
         from skinscan.data import load_records
 
-        sets["ISIC 2018 test"] = [r.path for r in load_records(SHARED / "ham10000", "test")]
-        sets["Kaggle test"] = [r.path for r in load_records(SHARED / "isic-mvb", "test")]
+        sets["ISIC 2018 test"] = [r.path for r in load_records(SHARED / "ham10000", "test")][:limit]
+        sets["Kaggle test"] = [r.path for r in load_records(SHARED / "isic-mvb", "test")][:limit]
     return sets
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", default=os.environ.get("SKINSCAN_MODEL"))
+    parser.add_argument("--quick", action="store_true", help="a seconds-long smoke run (64 lesions per test set)")
     args = parser.parse_args()
     from skinscan.engine import Engine
 
     engine = Engine(args.model)
-    non_lesion = []
+    non_lesion: list[dict[str, Any]] = []
     for name, image in non_lesion_images():
         p = engine.predict(image)
         non_lesion.append({"image": name, "rejected": p.status == "rejected", "reason": p.reason,
                            "ood_distance": p.ood_distance})  # fmt: skip
     missed = [r["image"] for r in non_lesion if not r["rejected"]]
     lesions = {}
-    for name, paths in lesion_paths().items():
+    for name, paths in lesion_paths(64 if args.quick else None).items():
         rejected = 0
         for start in range(0, len(paths), 32):
             results = engine.predict_batch([str(p) for p in paths[start : start + 32]])
@@ -90,7 +92,8 @@ def main() -> None:
         lesions[name] = {"n": len(paths), "rejected": rejected, "rate": round(rejected / len(paths), 4)}
     rate = sum(r["rejected"] for r in non_lesion) / len(non_lesion)
     table = [
-        f"# Input checks ({engine.spec.id}; feature-distance threshold {engine.spec.ood_threshold})",
+        f"# Input checks ({engine.spec.id}; feature-distance threshold {engine.spec.ood_threshold})"
+        + (" (quick run: 64 lesions per set)" if args.quick else ""),
         "",
         "| images | n | rejected | target |",
         "|---|---|---|---|",
@@ -99,8 +102,9 @@ def main() -> None:
         "",
         f"Non-lesion images accepted: {', '.join(missed) if missed else 'none'}",
     ]
-    write_results("input_checks", {"non_lesion_rejection_rate": round(rate, 4), "non_lesion": non_lesion,
-                                   "lesions": lesions, "accepted_non_lesion": missed}, table)  # fmt: skip
+    write_results("input_checks", {"quick": args.quick, "non_lesion_rejection_rate": round(rate, 4),
+                                   "non_lesion": non_lesion, "lesions": lesions, "accepted_non_lesion": missed},
+                  table)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -11,6 +11,8 @@ import pytest
 from synthetic import write_dataset
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# pytest-qt and qtpy must pick the same binding, or two Qt libraries end up in one process
+os.environ.setdefault("PYTEST_QT_API", os.environ.get("QT_API", "pyqt5"))
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

@@ -130,3 +130,14 @@ def test_engine_module_does_not_import_torch() -> None:
 
     code = "import skinscan.engine, skinscan.predict, sys; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_large_jpeg_is_decoded_small_but_reported_at_full_size(tiny_model_dir: Path) -> None:
+    engine = Engine(tiny_model_dir, check_inputs=False)
+    big = Image.open(io.BytesIO(lesion_bytes(True, seed=8, size=120))).resize((1600, 1200))
+    buffer = io.BytesIO()
+    big.save(buffer, format="JPEG", quality=90)
+    assert engine.decode(buffer.getvalue()).size[0] < 1600  # Pillow's draft shrank the decode
+    p = engine.predict(buffer.getvalue(), heatmap=True)
+    assert p.image_size == (1600, 1200)
+    assert p.heatmap is not None and p.heatmap.shape == (1200, 1600)

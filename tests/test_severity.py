@@ -39,3 +39,9 @@ def test_every_step_has_words_for_a_lay_reader() -> None:
     for step in DEFAULT_SCALE:
         assert step.name and step.description.endswith(".") and step.recommendation.endswith(".")
         assert step.colour.startswith("#")
+
+
+def test_label_and_step_agree_even_at_extreme_thresholds() -> None:
+    for threshold in (1 - 1e-9, 1e-9):
+        for p in (0.0, threshold * 0.999999, threshold, 1.0):
+            assert (severity_for(p, threshold).level == 1) == (p < threshold)

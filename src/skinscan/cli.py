@@ -284,7 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 _COMMANDS: list[Callable[[Any], None]] = [
-    _add_predict, _add_serve, _add_evaluate, _add_train, _add_export, _add_import_keras, _add_models,
+    _add_predict, _add_serve, _add_evaluate, _add_train, _add_export, _add_import_keras, _add_models, _add_gui,
 ]  # fmt: skip
 
 

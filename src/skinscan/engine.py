@@ -119,13 +119,26 @@ _JET = np.array(
 )  # fmt: skip
 
 
-def colourise(heat: np.ndarray) -> np.ndarray:
-    """[0, 1] map → uint8 RGB (a jet-like colour map, without matplotlib on the hot path)."""
-    pos = np.clip(heat, 0, 1) * (len(_JET) - 1)
+def _jet_lut() -> np.ndarray:
+    pos = np.linspace(0, len(_JET) - 1, 256)
     low = np.floor(pos).astype(np.int32)
     high = np.minimum(low + 1, len(_JET) - 1)
-    frac = (pos - low)[..., None]
+    frac = (pos - low)[:, None]
     return (_JET[low] * (1 - frac) + _JET[high] * frac).astype(np.uint8)
+
+
+_JET_LUT = _jet_lut()
+
+
+def colourise(heat: np.ndarray) -> np.ndarray:
+    """[0, 1] map → uint8 RGB through a 256-entry jet-like table (no matplotlib on the hot path)."""
+    return _JET_LUT[(np.clip(heat, 0, 1) * 255).astype(np.uint8)]
+
+
+def original_size(image: Image.Image) -> tuple[int, int]:
+    """The photo's size before any reduced-scale decoding."""
+    size = image.info.get("original_size")
+    return (int(size[0]), int(size[1])) if size else image.size
 
 
 class Engine:
@@ -269,7 +282,7 @@ class Engine:
             reason=reason,
             quality=quality,
             ood_distance=dist,
-            image_size=image.size,
+            image_size=original_size(image),
         )
 
     def _verdict(
@@ -288,7 +301,7 @@ class Engine:
             colour=step.colour,
             quality=quality,
             ood_distance=dist,
-            image_size=image.size,
+            image_size=original_size(image),
         )
         if heatmap:
             result.heatmap, result.overlay_png = self.render_heatmap(cam, image)
@@ -297,11 +310,12 @@ class Engine:
     # --- heatmap -------------------------------------------------------------------------------------
 
     def render_heatmap(self, cam: np.ndarray, image: Image.Image, max_side: int = 512) -> tuple[np.ndarray, bytes]:
-        """The CAM as a [0, 1] map the size of the image, and a PNG of it laid over the image."""
+        """The CAM as a [0, 1] map the size of the input image (its original size, also when a large JPEG
+        was decoded at reduced scale), and a PNG of it laid over the image at display size."""
         cam = np.asarray(cam, dtype=np.float32)
         lo, hi = float(cam.min()), float(cam.max())
         norm = (cam - lo) / (hi - lo) if hi - lo > 1e-6 else np.zeros_like(cam)
-        w, h = image.size
+        w, h = original_size(image)
         left, top, right, bottom = (0, 0, w, h)
         if self.spec.crop == "center_square":
             from skinscan.preprocess import square_crop_box
@@ -313,10 +327,10 @@ class Engine:
         # overlay at display size: the PNG goes over the network and into a browser
         factor = min(1.0, max_side / max(w, h))
         size = (max(1, round(w * factor)), max(1, round(h * factor)))
-        base = np.asarray(image.resize(size, Image.Resampling.BILINEAR), dtype=np.float32)
+        base = np.asarray(image.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0), dtype=np.float32)
         heat_small = np.asarray(Image.fromarray(full).resize(size, Image.Resampling.BILINEAR))
         alpha = (0.15 + 0.45 * heat_small)[..., None]
-        blended = base * (1 - alpha) + colourise(heat_small).astype(np.float32) * alpha
+        blended = base + (colourise(heat_small) - base) * alpha
         buffer = io.BytesIO()
         Image.fromarray(blended.astype(np.uint8)).save(buffer, format="PNG", compress_level=1)
         return full, buffer.getvalue()

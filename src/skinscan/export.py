@@ -4,9 +4,9 @@ feature distance to the training distribution) and the spec that describes it (t
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import asdict
 import hashlib
 import io
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 

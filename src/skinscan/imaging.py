@@ -203,11 +203,16 @@ def _load_with_pillow(data: bytes, kind: str, draft_size: int | None, min_side: 
         raise InvalidImageError(f"corrupt image: the {kind.upper()} header cannot be read") from None
     with opened:
         _check_size(*opened.size, min_side, max_pixels)
+        header_width = opened.size[0]
         if draft_size:
             opened.draft("RGB", (draft_size, draft_size))  # a no-op for everything but JPEG
         try:
             opened.load()
-            return _to_rgb(ImageOps.exif_transpose(opened))
+            scale = header_width / opened.size[0]  # > 1 when the decoder shrank a large JPEG
+            result = _to_rgb(ImageOps.exif_transpose(opened))
+            # callers report and draw at the photo's real size, not the reduced decode
+            result.info["original_size"] = (round(result.width * scale), round(result.height * scale))
+            return result
         except Image.DecompressionBombError:
             raise ImageTooLargeError(f"image too large: over the limit of {max_pixels:,} pixels") from None
         except _DECODE_ERRORS:

@@ -77,9 +77,9 @@ def rescale(probability: float, threshold: float) -> float:
 
 def severity_for(probability: float, threshold: float, scale: tuple[SeverityStep, ...] = DEFAULT_SCALE) -> SeverityStep:
     """The step of a calibrated probability; the first step exactly when the label is benign."""
-    r = rescale(probability, threshold)
-    if r < scale[0].upper:
+    if probability < threshold:  # decided on the probability itself, so it always agrees with the label
         return scale[0]
+    r = rescale(probability, threshold)
     for step in scale[1:]:
         if r <= step.upper:
             return step

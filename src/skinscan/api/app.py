@@ -17,7 +17,6 @@ from skinscan.api.errors import install_error_handlers
 from skinscan.api.routes import DESCRIPTION, STATIC_DIR, router
 from skinscan.api.settings import Settings
 from skinscan.engine import Engine
-from skinscan.errors import SkinscanError
 
 log = logging.getLogger("skinscan.api")
 
@@ -61,7 +60,7 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
 async def _load_engine(slot: EngineSlot, settings: Settings) -> None:
     try:
         await anyio.to_thread.run_sync(slot.load, settings)
-    except SkinscanError as exc:
+    except Exception as exc:  # an error here would end the app's lifespan; /health reports it instead
         log.error("cannot load the model: %s", exc)
         return
     assert slot.engine is not None

@@ -32,12 +32,10 @@ class EngineSlot:
 
     def load(self, settings: Settings) -> None:
         """Load the model named by the settings (blocking: run it off the event loop)."""
-        from skinscan.errors import SkinscanError
-
         try:
             self.engine = Engine(settings.model, threads=settings.threads, threshold=settings.threshold)
-        except SkinscanError as exc:
-            self.error, self._status = str(exc), "failed"
+        except Exception as exc:  # whatever the cause, the server stays up and /health says why
+            self.error, self._status = str(exc) or type(exc).__name__, "failed"
             raise
         self._status = "ready"
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from http import HTTPStatus
 
 from fastapi import FastAPI, Request
@@ -19,8 +18,6 @@ from skinscan.errors import (
     SkinscanError,
     UnsupportedFormatError,
 )
-
-log = logging.getLogger("skinscan.api")
 
 # Most specific first: the first class an error is an instance of decides.
 _STATUS_OF: tuple[tuple[type[SkinscanError], int, str], ...] = (
@@ -78,8 +75,8 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
-    # A bug, not a bad upload: log it for the operator (the request's body is never logged), answer without details.
-    log.exception("unexpected error in %s %s", request.method, request.url.path)
+    # A bug, not a bad upload: answer without details. Starlette re-raises it afterwards, so uvicorn logs the traceback
+    # for the operator (the request's body is never part of it).
     return JSONResponse(error_body(500, "internal server error", "internal_error"), status_code=500)
 
 

@@ -11,7 +11,6 @@ from typing import Annotated, Any
 import anyio
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
-from fastapi.routing import APIRoute
 
 from skinscan import DISCLAIMER, __version__
 from skinscan.api.deps import EngineSlot, get_engine, get_settings, get_slot, require_api_key
@@ -63,7 +62,7 @@ protected = [Depends(require_api_key)]
 
 def prefers_html(accept: str) -> bool:
     """Whether an Accept header ranks text/html above JSON (as a browser's does, and curl's */* does not)."""
-    html = json = 0.0
+    html = as_json = 0.0
     for item in accept.split(","):
         media, _, params = item.strip().partition(";")
         quality = 1.0
@@ -78,10 +77,10 @@ def prefers_html(accept: str) -> bool:
         if media in ("text/html", "application/xhtml+xml", "text/*"):
             html = max(html, quality)
         if media in ("application/json", "application/*"):
-            json = max(json, quality)
+            as_json = max(as_json, quality)
         if media == "*/*":
-            json = max(json, quality)  # a wildcard client (curl, httpx, scripts) gets the JSON
-    return html > json
+            as_json = max(as_json, quality)  # a wildcard client (curl, httpx, scripts) gets the JSON
+    return html > as_json
 
 
 def _model_ref(engine: Engine) -> ModelRef:
@@ -111,11 +110,11 @@ async def index(request: Request, settings: SettingsDep, slot: SlotDep) -> Any:
         spec = slot.engine.spec
         model = {"id": spec.id, "version": spec.version, "architecture": spec.architecture,
                  "threshold": slot.engine.threshold, "metrics": spec.metrics}  # fmt: skip
+    # read back from the OpenAPI document (generated once, then cached by FastAPI) so the list never drifts
     endpoints = [
-        EndpointOut(method=method, path=route.path, summary=route.summary or route.name)
-        for route in request.app.routes
-        if isinstance(route, APIRoute) and route.include_in_schema
-        for method in sorted(route.methods or ())
+        EndpointOut(method=method.upper(), path=path, summary=operation.get("summary", ""))
+        for path, operations in request.app.openapi()["paths"].items()
+        for method, operation in operations.items()
     ]
     endpoints.append(EndpointOut(method="GET", path="/docs", summary="interactive API documentation"))
     return InfoOut(
@@ -160,8 +159,8 @@ async def model_card(engine: EngineDep) -> dict[str, Any]:
     "/predict",
     dependencies=protected,
     response_model=PredictionOut,
-    summary="judge one image (field `file`)",
-    responses={k: v for k, v in _ERRORS.items() if k != 200},
+    summary='judge one image (form field "file")',
+    responses=_ERRORS,
     openapi_extra=_upload_body("file", many=False),
 )
 async def predict(request: Request, engine: EngineDep, settings: SettingsDep, heatmap: HeatmapQuery = False) -> Any:
@@ -178,8 +177,8 @@ async def predict(request: Request, engine: EngineDep, settings: SettingsDep, he
     "/predict/batch",
     dependencies=protected,
     response_model=BatchOut,
-    summary="judge several images (field `files`), one result per file in order",
-    responses={k: v for k, v in _ERRORS.items() if k != 200},
+    summary='judge several images (form field "files"), one result per file in order',
+    responses=_ERRORS,
     openapi_extra=_upload_body("files", many=True),
 )
 async def predict_batch(
@@ -218,7 +217,7 @@ def _batch_item(
         detail = f"file too large: the limit is {settings.max_upload_mb:g} MB"
     else:
         (status, error), detail = describe_error(outcome), str(outcome)
-    return BatchItem(index=index, filename=upload.filename, status="error", threshold=engine.threshold,
+    return BatchItem(index=index, filename=upload.filename, status="error", threshold=round(engine.threshold, 4),
                      disclaimer=DISCLAIMER, error=error, detail=detail, http_status=status)  # fmt: skip
 
 

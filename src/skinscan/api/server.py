@@ -38,6 +38,8 @@ def serve(settings: Settings) -> int:
     settings = settings.model_copy(update={"model": str(resolve_model_path(settings.model))})
     print(f"skinscan {__version__}: serving {settings.model} at {settings.base_url}/ (Ctrl+C stops)", file=sys.stderr)
     if settings.workers > 1:
+        if settings.threads is None:  # share the cores between the workers' model runs instead of oversubscribing
+            settings = settings.model_copy(update={"threads": max(1, (os.cpu_count() or 1) // settings.workers)})
         # each worker process builds its own app (and engine) from the environment
         os.environ.update(settings_env(settings))
         app: Any = "skinscan.api.app:app_from_env"

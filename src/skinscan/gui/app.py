@@ -2,20 +2,32 @@
 
 from __future__ import annotations
 
+import logging
 import sys
+from collections.abc import Callable
+from types import TracebackType
+from typing import TYPE_CHECKING
 
 from skinscan.errors import MissingExtraError
+
+if TYPE_CHECKING:
+    from qtpy.QtCore import QSettings
+
+log = logging.getLogger("skinscan.gui")
 
 ORGANISATION = "skinscan"
 APPLICATION = "skinscan"
 
 
-def run_gui(model: str | None = None, host: str | None = None, port: int | None = None) -> int:
+def run_gui(
+    model: str | None = None, host: str | None = None, port: int | None = None, *, settings: QSettings | None = None
+) -> int:
     """Open the window and run until it closes; returns the exit status.
 
     Args:
         model: a local model (.onnx or its folder); implies local mode. None: $SKINSCAN_MODEL, else the bundled one.
         host, port: a skinscan server to use instead (remote mode). Neither: the mode used last time.
+        settings: where to remember preferences; None: the user's skinscan settings.
     """
     try:
         from qtpy.QtCore import QSettings
@@ -33,12 +45,29 @@ def run_gui(model: str | None = None, host: str | None = None, port: int | None 
     app = existing if isinstance(existing, QApplication) else QApplication(sys.argv[:1])
     app.setOrganizationName(ORGANISATION)
     app.setApplicationName(APPLICATION)
-    settings = QSettings(ORGANISATION, APPLICATION)
+    settings = settings if settings is not None else QSettings(ORGANISATION, APPLICATION)
     options = read_preferences(settings)
     if model is not None:
         options["mode"] = "local"
     if host is not None or port is not None:
         options.update(mode="remote", host=host or options["host"], port=port or options["port"])
-    window = MainWindow(AppState(model=model, **options), settings=settings)
+    state = AppState(model=model, **options)
+    window = MainWindow(state, settings=settings)
     window.show()
-    return int(app.exec())
+    previous, sys.excepthook = sys.excepthook, _keep_running(state.notify)
+    try:
+        return int(app.exec())
+    finally:
+        sys.excepthook = previous
+
+
+def _keep_running(
+    notify: Callable[[str], None],
+) -> Callable[[type[BaseException], BaseException, TracebackType | None], None]:
+    """An excepthook for a bug in a slot: log it and say so in the window, rather than let PyQt abort the app."""
+
+    def hook(kind: type[BaseException], error: BaseException, trace: TracebackType | None) -> None:
+        log.error("unexpected error", exc_info=(kind, error, trace))
+        notify(f"Unexpected error: {error} (the details are in the log)")
+
+    return hook

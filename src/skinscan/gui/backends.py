@@ -89,15 +89,17 @@ def scan_image(backend: Backend, name: str, path: str | None, data: bytes | None
 class LocalBackend:
     """The engine and a model file in this process (the bundled model unless told otherwise)."""
 
-    def __init__(self, model: str | os.PathLike[str] | None = None, *, threads: int | None = None) -> None:
-        self.model, self.threads = model, threads
+    def __init__(
+        self, model: str | os.PathLike[str] | None = None, *, threads: int | None = None, threshold: float | None = None
+    ) -> None:
+        self.model, self.threads, self.threshold = model, threads, threshold
         self._engine: Engine | None = None
         self._lock = threading.Lock()
 
     def _ready_engine(self) -> Engine:
         with self._lock:
             if self._engine is None:
-                self._engine = Engine(self.model, threads=self.threads)
+                self._engine = Engine(self.model, threads=self.threads, threshold=self.threshold)
             return self._engine
 
     def load(self) -> str:
@@ -173,6 +175,8 @@ def _error_detail(payload: bytes) -> str | None:
         return payload.decode("utf-8", "replace").strip()[:300] or None
     if not isinstance(data, dict):
         return None
+    if data.get("status") == "loading":  # /health while the server's model loads
+        return "the server is still loading its model; connect again in a moment"
     for key in ("detail", "message", "error", "reason"):
         value = data.get(key)
         if isinstance(value, str):

@@ -27,7 +27,7 @@ def read_preferences(settings: QSettings) -> dict[str, Any]:
     return {
         "mode": mode if mode in ("local", "remote") else "local",
         "host": _get(settings, "host", "127.0.0.1", str) or "127.0.0.1",
-        "port": _get(settings, "port", 8000, int),
+        "port": _get(settings, "port", 9889, int),
         "theme": theme if theme in THEMES else THEMES[0],
         "show_heatmap": _get(settings, "show_heatmap", False, bool),
         "last_folder": _get(settings, "last_folder", "", str),

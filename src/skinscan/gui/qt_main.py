@@ -1,4 +1,4 @@
-"""The main window: actions, drag and drop, paste, the three panels, and the background work behind them."""
+"""The main window: actions and menus, drag and drop, paste, the panels, and the background work behind them."""
 
 from __future__ import annotations
 
@@ -8,23 +8,18 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-from qtpy.QtCore import QBuffer, QByteArray, QIODevice, QMimeData, QSettings, Qt, QThreadPool, Slot
+from qtpy.QtCore import QBuffer, QByteArray, QIODevice, QMimeData, QSettings, Qt, Slot
 from qtpy.QtGui import QCloseEvent, QDragEnterEvent, QDragMoveEvent, QDropEvent, QImage, QKeySequence
 from qtpy.QtWidgets import (
     QAction,
     QActionGroup,
     QApplication,
-    QComboBox,
     QFileDialog,
-    QLabel,
-    QLineEdit,
     QMainWindow,
     QMenu,
     QMenuBar,
-    QPushButton,
-    QSpinBox,
+    QSizePolicy,
     QSplitter,
-    QStatusBar,
     QToolBar,
     QWidget,
 )
@@ -33,12 +28,14 @@ from skinscan.data import IMAGE_SUFFIXES
 from skinscan.errors import SkinscanError
 from skinscan.gui.backends import Backend, ScanOutcome, create_backend, scan_image
 from skinscan.gui.preferences import remember_preferences
+from skinscan.gui.qt_connection import ConnectionBar
 from skinscan.gui.qt_history import HistoryPanel
 from skinscan.gui.qt_preview import PreviewPanel
-from skinscan.gui.qt_result import ResultPanel, repolish
+from skinscan.gui.qt_result import ResultPanel
+from skinscan.gui.qt_status import StatusBar
 from skinscan.gui.report import write_report
-from skinscan.gui.state import THEMES, AppState, Event, Mode
-from skinscan.gui.workers import Task
+from skinscan.gui.state import THEMES, AppState, Event
+from skinscan.gui.workers import TaskRunner
 from skinscan.predict import walk_inputs
 
 BackendFactory = Callable[[AppState], Backend]
@@ -71,16 +68,18 @@ class MainWindow(QMainWindow):
         self.state = state
         self.backend_factory = backend_factory
         self.backend: Backend | None = None
-        self.pool = QThreadPool(self)
-        # one worker: the model loads before the first prediction runs, and the engine runs one image at a time
-        self.pool.setMaxThreadCount(1)
-        self._tasks: dict[Any, Task] = {}  # running or queued, kept alive until their signal is handled
+        self.runner = TaskRunner(self)
+        self.runner.succeeded.connect(self._task_succeeded)
+        self.runner.failed.connect(self._task_failed)
         self._generation = 0  # a connection's load result is ignored once another connection replaced it
         self._pasted = 0
-        self._closed = False
         self.setWindowTitle("skinscan — skin-lesion screening")
         self.setAcceptDrops(True)
-        self.resize(1180, 760)
+        self.resize(1280, 800)
+        self.status_bar = StatusBar(state, self)
+        self.setStatusBar(self.status_bar)
+        self.connection_bar = ConnectionBar(state, self)
+        self.connection_bar.connect_requested.connect(self.apply_connection)
         self._build_actions()
         self._build_toolbars()
         self.history_panel = HistoryPanel(state, self)
@@ -92,36 +91,24 @@ class MainWindow(QMainWindow):
         splitter.setStretchFactor(1, 1)
         splitter.setSizes([240, 560, 360])
         self.setCentralWidget(splitter)
-        self.status_label = QLabel(self)
-        self.status_label.setObjectName("statusLabel")
-        # permanent: notices shown with showMessage must not hide the model's status
-        self.status_bar = QStatusBar(self)
-        self.setStatusBar(self.status_bar)
-        self.status_bar.addPermanentWidget(self.status_label)
-        state.subscribe(Event.CONNECTION, self._show_connection)
         state.subscribe(Event.THEME, self.apply_theme)
         state.subscribe(Event.DISPLAY, self._show_display)
         state.subscribe(Event.CURRENT, self._show_display)
-        state.subscribe(Event.NOTICE, self._show_notice)
         if settings is not None:
             remember_preferences(state, settings)
         self.apply_theme()
         self._show_display()
+        self.history_panel.list.setFocus()  # not the first toolbar field: the arrow keys should walk the list
         self.connect_backend()
 
     # --- building --------------------------------------------------------------------------------------
 
     def _action(
-        self,
-        text: str,
-        slot: Callable[..., Any],
-        shortcut: QKeySequence | QKeySequence.StandardKey | str | None = None,
-        tip: str = "",
+        self, text: str, slot: Callable[..., Any], shortcut: QKeySequence | QKeySequence.StandardKey | str, tip: str
     ) -> QAction:
         action = QAction(text, self)
-        if shortcut is not None:
-            action.setShortcut(QKeySequence(shortcut))
-        action.setToolTip(tip or text)
+        action.setShortcut(QKeySequence(shortcut))
+        action.setToolTip(tip)
         action.triggered.connect(slot)
         return action
 
@@ -136,12 +123,9 @@ class MainWindow(QMainWindow):
             "Export CSV…", self.choose_csv, "Ctrl+E", "Save this session's results as CSV"
         )
         self.report_action = self._action(
-            "Save Report…",
-            self.choose_report,
-            QKeySequence.StandardKey.Save,
-            "Save the shown result as a PDF or PNG report",
+            "Save Report…", self.choose_report, QKeySequence.StandardKey.Save, "Save the result as a PDF or PNG report"
         )
-        self.quit_action = self._action("Quit", self.close, QKeySequence.StandardKey.Quit)
+        self.quit_action = self._action("Quit", self.close, QKeySequence.StandardKey.Quit, "Close the window")
         self.heatmap_action = QAction("Heatmap", self)
         self.heatmap_action.setCheckable(True)
         self.heatmap_action.setShortcut(QKeySequence("H"))
@@ -175,41 +159,16 @@ class MainWindow(QMainWindow):
         tools = QToolBar("Actions", self)
         tools.setObjectName("actions")
         tools.setMovable(False)
-        _add_actions(
-            tools,
-            [
-                self.open_action,
-                self.paste_action,
-                None,
-                self.heatmap_action,
-                None,
-                self.export_action,
-                self.report_action,
-                None,
-                self.theme_toggle,
-            ],
-        )
+        _add_actions(tools, [
+            self.open_action, self.paste_action, None, self.heatmap_action, None, self.export_action,
+            self.report_action, None, self.theme_toggle,
+        ])  # fmt: skip
+        spacer = QWidget(tools)
+        spacer.setObjectName("toolbarSpacer")
+        spacer.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+        tools.addWidget(spacer)  # the connection bar sits at the right
+        tools.addWidget(self.connection_bar)
         self.addToolBar(tools)
-        connection = QToolBar("Connection", self)
-        connection.setObjectName("connection")
-        connection.setMovable(False)
-        self.mode_box = QComboBox(connection)
-        self.mode_box.addItem("Local model", "local")
-        self.mode_box.addItem("Remote server", "remote")
-        self.host_edit = QLineEdit(connection)
-        self.host_edit.setPlaceholderText("host")
-        self.host_edit.setFixedWidth(140)
-        self.port_box = QSpinBox(connection)
-        self.port_box.setRange(1, 65535)
-        self.connect_button = QPushButton("Connect", connection)
-        self.connect_button.setObjectName("connectButton")
-        self.mode_box.currentIndexChanged.connect(self._on_mode_box)
-        self.host_edit.returnPressed.connect(self.apply_connection)
-        self.connect_button.clicked.connect(self.apply_connection)
-        for widget in (self.mode_box, self.host_edit, self.port_box, self.connect_button):
-            connection.addWidget(widget)
-        self.addToolBar(connection)
-        self._show_connection()
 
     # --- connection and model --------------------------------------------------------------------------
 
@@ -218,28 +177,12 @@ class MainWindow(QMainWindow):
         self._generation += 1
         self.backend = self.backend_factory(self.state)
         self.state.model_loading()
-        self._submit(("load", self._generation), self.backend.load)
+        self.runner.submit(("load", self._generation), self.backend.load)
 
     def apply_connection(self) -> None:
-        """Use the mode, host and port in the connection bar."""
-        mode: Mode = "remote" if self.mode_box.currentData() == "remote" else "local"
-        self.state.set_connection(mode, self.host_edit.text() or None, self.port_box.value())
+        """Use the mode, host and port entered in the connection bar."""
+        self.state.set_connection(*self.connection_bar.chosen())
         self.connect_backend()
-
-    def _on_mode_box(self) -> None:
-        remote = self.mode_box.currentData() == "remote"
-        self.host_edit.setEnabled(remote)
-        self.port_box.setEnabled(remote)
-
-    def _show_connection(self) -> None:
-        state = self.state
-        self.status_label.setText(state.status_text)
-        self.status_label.setProperty("status", state.model_status)  # the stylesheet colours it
-        repolish(self.status_label)
-        self.mode_box.setCurrentIndex(self.mode_box.findData(state.mode))
-        self.host_edit.setText(state.host)
-        self.port_box.setValue(state.port)
-        self._on_mode_box()
 
     # --- opening images --------------------------------------------------------------------------------
 
@@ -273,7 +216,7 @@ class MainWindow(QMainWindow):
         backend = self.backend
         assert backend is not None  # set in __init__
         for item in items:
-            self._submit(("scan", item.id), partial(scan_image, backend, item.name, item.path, item.data))
+            self.runner.submit(("scan", item.id), partial(scan_image, backend, item.name, item.path, item.data))
         return len(items)
 
     def choose_images(self) -> None:
@@ -307,21 +250,13 @@ class MainWindow(QMainWindow):
 
     # --- background work -------------------------------------------------------------------------------
 
-    def _submit(self, key: Any, function: Callable[[], Any]) -> None:
-        task = Task(key, function)
-        task.signals.succeeded.connect(self._task_succeeded)
-        task.signals.failed.connect(self._task_failed)
-        self._tasks[key] = task
-        self.pool.start(task)
-
     @property
     def busy(self) -> bool:
         """Whether background work is queued or running."""
-        return bool(self._tasks)
+        return self.runner.busy
 
     @Slot(object, object)
     def _task_succeeded(self, key: Any, value: Any) -> None:
-        self._tasks.pop(key, None)
         kind, ident = key
         if kind == "load" and ident == self._generation:
             self.state.model_ready(value)
@@ -333,7 +268,6 @@ class MainWindow(QMainWindow):
 
     @Slot(object, str)
     def _task_failed(self, key: Any, message: str) -> None:
-        self._tasks.pop(key, None)
         kind, ident = key
         if kind == "load" and ident == self._generation:
             self.state.model_failed(message)
@@ -341,10 +275,8 @@ class MainWindow(QMainWindow):
             self.state.fail(ident, message)
 
     def shutdown(self) -> None:
-        """Drop queued work and wait for the running task, so no thread outlives the window."""
-        self.pool.clear()
-        self.pool.waitForDone()
-        self._tasks.clear()
+        """Drop queued work and wait for the running task, so that no thread outlives the window."""
+        self.runner.shutdown()
 
     def closeEvent(self, event: QCloseEvent | None) -> None:
         self.shutdown()
@@ -416,9 +348,6 @@ class MainWindow(QMainWindow):
         self.heatmap_action.blockSignals(False)
         item = self.state.current
         self.report_action.setEnabled(item is not None and item.result is not None)
-
-    def _show_notice(self) -> None:
-        self.status_bar.showMessage(self.state.notice, 10_000)
 
 
 def _add_actions(target: QMenu | QToolBar, actions: Iterable[QAction | None]) -> None:

@@ -194,11 +194,10 @@ class ResultPanel(QFrame):
         self.message.setVisible(False)
         self._show_verdict(True)
         colour = result.colour or NEUTRAL
-        self.label.setText(result.label or "")
+        self.label.setText(result.display_label)
         self.label.setStyleSheet(f"color: {colour};")
-        self.probability_text.setText(
-            f"Probability of malignancy {percent(result.probability)} (threshold {percent(result.threshold)})"
-        )
+        self.probability_text.setText(f"Probability of malignancy: {percent(result.probability)}")
+        self.probability_text.setToolTip(f"The model calls an image malignant from {percent(result.threshold)} up")
         self.bar.set_values(result.probability, result.threshold, colour)
         self.severity.setText(f"  Severity {result.severity}/6 · {result.severity_name}  ")
         self.severity.setStyleSheet(f"background-color: {colour}; color: {text_colour_on(colour)};")

@@ -86,7 +86,7 @@ def _picture(painter: QPainter, box: QRectF, data: bytes | None, caption: str) -
     target = QRectF(area.left() + (area.width() - size.width()) / 2, area.top(), size.width(), size.height())
     painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
     painter.drawPixmap(target, pixmap, QRectF(pixmap.rect()))
-    _text(painter, QRectF(box.left(), target.bottom() + 8, box.width(), 36), caption, _font(20), "#5c6370")
+    _text(painter, QRectF(target.left(), target.bottom() + 8, box.width(), 36), caption, _font(20), "#5c6370")
 
 
 def paint_report(painter: QPainter, device: QPaintDevice, item: HistoryItem) -> None:
@@ -112,7 +112,7 @@ def paint_report(painter: QPainter, device: QPaintDevice, item: HistoryItem) -> 
     y += picture_height + 30
     if result.ok:
         colour = result.colour or NEUTRAL
-        y += _text(painter, QRectF(MARGIN, y, content, 70), result.label or "", _font(52, bold=True), colour) + 6
+        y += _text(painter, QRectF(MARGIN, y, content, 70), result.display_label, _font(52, bold=True), colour) + 6
         line = f"Probability of malignancy {percent(result.probability)} (threshold {percent(result.threshold)})"
         y += _text(painter, QRectF(MARGIN, y, content, 40), line, _font(24)) + 12
         light = BAR_COLOURS["light"]
@@ -137,8 +137,12 @@ def paint_report(painter: QPainter, device: QPaintDevice, item: HistoryItem) -> 
         y += _text(painter, QRectF(MARGIN, y, content, 70), "Cannot be judged", _font(48, bold=True), "#b26a00")
         y += 10 + _text(painter, QRectF(MARGIN, y + 10, content, 200), result.reason or "", _font(24))
     # the disclaimer in a box at the foot of the page
-    box = QRectF(MARGIN, device.height() - MARGIN - 150, content, 150)
+    font = _font(22, italic=True)
+    painter.setFont(font)
+    flags = int(Qt.AlignmentFlag.AlignLeft | Qt.TextFlag.TextWordWrap)
+    height = painter.boundingRect(QRectF(0, 0, content - 48, 400), flags, DISCLAIMER).height() + 44
+    box = QRectF(MARGIN, device.height() - MARGIN - height, content, height)
     painter.setPen(Qt.PenStyle.NoPen)
     painter.setBrush(QColor("#f3f4f6"))
     painter.drawRoundedRect(box, 14, 14)
-    _text(painter, box.adjusted(24, 20, -24, -20), DISCLAIMER, _font(22, italic=True), "#3d434d")
+    _text(painter, box.adjusted(24, 22, -24, -22), DISCLAIMER, font, "#3d434d")

@@ -77,6 +77,11 @@ class ScanResult:
     def ok(self) -> bool:
         return self.status == "ok"
 
+    @property
+    def display_label(self) -> str:
+        """The class name as a heading: "Malignant", "Benign"."""
+        return (self.label or "").capitalize()
+
 
 def model_label(model: Mapping[str, Any]) -> str:
     """A model card (or its {id, version}) as "id version" for the status line and reports."""
@@ -112,7 +117,7 @@ class HistoryItem:
             return "Analysing…"
         if not self.result.ok:
             return "Rejected: cannot judge"
-        return f"{self.result.label} · {percent(self.result.probability)}"
+        return f"{self.result.display_label} · {percent(self.result.probability)}"
 
     def csv_row(self) -> dict[str, object]:
         row: dict[str, object] = {"path": self.source}
@@ -144,7 +149,7 @@ class AppState:
     """
 
     def __init__(
-        self, *, mode: Mode = "local", host: str = "127.0.0.1", port: int = 8000, model: str | None = None,
+        self, *, mode: Mode = "local", host: str = "127.0.0.1", port: int = 9889, model: str | None = None,
         theme: str = "dark", show_heatmap: bool = False, last_folder: str = "",
     ) -> None:  # fmt: skip
         self.mode: Mode = mode

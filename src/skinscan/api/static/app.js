@@ -160,6 +160,7 @@
     part(".threshold-text").style.setProperty("left", percent(Math.min(0.86, Math.max(0.14, result.threshold))));
     part(".description").textContent = result.description;
     part(".recommendation").textContent = result.recommendation;
+    part(".card-disclaimer").textContent = result.disclaimer;
     const toggle = part(".heatmap-toggle");
     if (result.heatmap_png) {
       const overlay = part(".overlay");

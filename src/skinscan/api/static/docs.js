@@ -14,6 +14,9 @@
   }
   document.getElementById("api-version").textContent = `${spec.info.title} ${spec.info.version} · OpenAPI ${spec.openapi}`;
   document.getElementById("api-description").textContent = spec.info.description || "";
+  for (const code of document.querySelectorAll("pre code")) {
+    code.textContent = code.textContent.replaceAll("http://127.0.0.1:9889", location.origin);
+  }
 
   const el = (tag, props = {}, children = []) => {
     const node = Object.assign(document.createElement(tag), props);

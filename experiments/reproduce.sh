@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Every number in models/README.md, from scratch, on a 2-core CPU (hours; a CUDA GPU makes it minutes).
+# Run from the repository root after `make install`. Data: ../shared/data (see its README).
+set -euo pipefail
+D=../shared/data
+S=.venv/bin/skinscan
+EPOCHS=${EPOCHS:-6}
+
+# 1. The bundled model: HAM10000 train + Kaggle train, minus any photograph that is (a copy of) a test image.
+$S train --model efficientnet-lite0 --epochs "$EPOCHS" --patience 3 --out runs/bundled
+$S export runs/bundled/best.pt --out runs/bundled/export
+$S evaluate $D/ham10000 --split test --model runs/bundled/export --out reports/bundled-isic2018
+$S evaluate $D/isic-mvb --split test --model runs/bundled/export --out reports/bundled-kaggle
+
+# 2. The seed's network trained the same way: the baseline.
+$S train --model seed-cnn --epochs 3 --out runs/seed
+$S evaluate $D/ham10000 --split test --model runs/seed/best.pt --out reports/seed-isic2018
+$S evaluate $D/isic-mvb --split test --model runs/seed/best.pt --out reports/seed-kaggle
+
+# 3. Cross-source: train on one collection, test on the other's test images that are not copies of training ones.
+$S train $D/ham10000 --holdout $D/isic-mvb --epochs 3 --out runs/ham-only
+$S evaluate $D/isic-mvb --split test --model runs/ham-only/best.pt --exclude-same-as $D/ham10000 \
+  --exclude-split train --out reports/ham-only-on-kaggle
+# (the Kaggle set is ISIC-archive images, 1,588 of them HAM10000 photographs: all HAM10000 copies are left out)
+$S train $D/isic-mvb --holdout $D/ham10000 --holdout-split "" --epochs 5 --out runs/kaggle-only
+$S evaluate $D/ham10000 --split test --model runs/kaggle-only/best.pt --out reports/kaggle-only-on-isic2018
+
+# 4. Ship: export with the test metrics in the model card.
+$S export runs/bundled/best.pt --out models \
+  --metrics isic2018_test=reports/bundled-isic2018/metrics.json --metrics kaggle_test=reports/bundled-kaggle/metrics.json

@@ -1,0 +1,336 @@
+"""The desktop app's real widgets, offscreen: start and model load, drop and paste, the result, the heatmap,
+errors, CSV export, reports, themes and remote mode against a real server on loopback."""
+
+from __future__ import annotations
+
+import csv
+import os
+import socket
+from collections.abc import Callable, Iterator, Sequence
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("qtpy")
+pytest.importorskip("pytestqt")
+
+from qtpy import QT6
+from qtpy.QtCore import QMimeData, QPoint, QPointF, QSettings, Qt, QUrl
+from qtpy.QtGui import QDragEnterEvent, QDropEvent, QImage
+from qtpy.QtWidgets import QApplication
+
+from skinscan import DISCLAIMER
+from skinscan.engine import Engine
+from skinscan.gui.backends import Backend, LocalBackend, RemoteBackend
+from skinscan.gui.preferences import read_preferences
+from skinscan.gui.qt_main import MainWindow, load_stylesheet
+from skinscan.gui.state import AppState
+from skinscan.predict import CSV_FIELDS
+from synthetic import lesion_bytes
+
+WAIT_MS = 30_000  # generous: the suite shares two cores with other work
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+
+
+def test_backend(model_dir: Path, state: AppState) -> Backend:
+    if state.mode == "remote":
+        return RemoteBackend(state.host, state.port, timeout=10)
+    return LocalBackend(model_dir, threads=1)
+
+
+test_backend.__test__ = False  # type: ignore[attr-defined]  # a helper, not a test
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> QSettings:
+    """Settings in a file of the test's own, never the user's."""
+    return QSettings(str(tmp_path / "skinscan.ini"), QSettings.Format.IniFormat)
+
+
+@pytest.fixture
+def open_window(qtbot: Any, settings: QSettings, tiny_model_dir: Path) -> Iterator[Callable[..., MainWindow]]:
+    """Opens windows as `skinscan gui` does (remembered settings, then overrides), on the tiny model."""
+    windows: list[MainWindow] = []
+
+    def open_(**overrides: Any) -> MainWindow:
+        state = AppState(**{**read_preferences(settings), **overrides})
+        window = MainWindow(state, settings=settings, backend_factory=partial(test_backend, tiny_model_dir))
+        qtbot.addWidget(window)
+        window.show()
+        windows.append(window)
+        return window
+
+    yield open_
+    for window in windows:
+        window.shutdown()
+        assert window.runner.pool.activeThreadCount() == 0
+
+
+@pytest.fixture
+def images(tmp_path: Path) -> dict[str, Path]:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    paths = {
+        "benign": folder / "benign.jpg", "malignant": folder / "malignant.png", "fake": tmp_path / "notes.jpg",
+    }  # fmt: skip
+    paths["benign"].write_bytes(lesion_bytes(malignant=False, seed=11))
+    paths["malignant"].write_bytes(lesion_bytes(malignant=True, seed=12, size=320, fmt="PNG"))
+    (folder / "readme.txt").write_text("not an image, and not picked from a folder")
+    paths["fake"].write_text("a text file with a photo's name")
+    return paths
+
+
+def wait_loaded(qtbot: Any, window: MainWindow) -> None:
+    qtbot.waitUntil(lambda: window.status_bar.status_label.text().startswith("Model loaded"), timeout=WAIT_MS)
+
+
+def wait_settled(qtbot: Any, window: MainWindow) -> None:
+    qtbot.waitUntil(lambda: not window.busy and not any(i.pending for i in window.state.history), timeout=WAIT_MS)
+
+
+def drop(window: MainWindow, paths: Sequence[Path]) -> None:
+    """Drag files over the window and drop them, as a file manager does."""
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
+    actions, button, modifier = Qt.DropAction.CopyAction, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier
+    # Qt 5 takes an integer point for drag-enter events; Qt 6 deprecates that for a QPointF
+    enter = QDragEnterEvent(QPointF(200, 200) if QT6 else QPoint(200, 200), actions, mime, button, modifier)
+    QApplication.sendEvent(window, enter)
+    assert enter.isAccepted()
+    dropped = QDropEvent(QPointF(200, 200), actions, mime, button, modifier)
+    QApplication.sendEvent(window, dropped)
+    assert dropped.isAccepted()
+
+
+def test_opens_at_once_and_loads_the_model_in_the_background(open_window: Any, qtbot: Any) -> None:
+    window = open_window()
+    assert window.status_bar.status_label.text() == "Loading model…"  # shown before the event loop has run
+    wait_loaded(qtbot, window)
+    assert window.state.model_status == "ready"
+    assert "No image yet" in window.result_panel.message.text()
+    assert window.result_panel.disclaimer.text() == DISCLAIMER
+
+
+def test_drop_shows_the_result_heatmap_and_scales(open_window: Any, qtbot: Any, images: dict[str, Path],
+                                                  tiny_model_dir: Path) -> None:  # fmt: skip
+    window = open_window()
+    drop(window, [images["malignant"]])
+    wait_settled(qtbot, window)
+    expected = Engine(tiny_model_dir, threads=1).predict(images["malignant"])
+    panel, item = window.result_panel, window.state.current
+    assert item is not None and item.result is not None and item.result.ok
+    assert panel.label.text() == expected.label.capitalize()
+    assert panel.probability_text.text() == f"Probability of malignancy: {100 * expected.probability:.1f}%"
+    assert panel.bar.probability == pytest.approx(expected.probability, abs=1e-4)
+    assert panel.bar.threshold == pytest.approx(expected.threshold)
+    assert f"Severity {expected.severity}/6 · {expected.severity_name}" in panel.severity.text()
+    assert expected.colour in panel.severity.styleSheet()
+    assert panel.description.text() == expected.description
+    assert expected.recommendation in panel.recommendation.text()
+    assert panel.message.isHidden() and not panel.disclaimer.isHidden()
+    assert window.history_panel.list.count() == 1
+    assert window.history_panel.list.item(0).text() == f"malignant.png\n{item.summary()}"
+
+    view = window.preview_panel.view
+    assert view.pixmap is not None and view.pixmap.width() == 320  # the image itself
+    window.heatmap_action.trigger()
+    assert window.state.show_heatmap and window.preview_panel.showing_heatmap
+    assert "heatmap" in window.preview_panel.caption.text()
+    window.heatmap_action.trigger()
+    assert not window.preview_panel.showing_heatmap
+
+    small = view.shown_size()
+    window.resize(window.width() + 400, window.height() + 300)
+    qtbot.waitUntil(lambda: view.shown_size().height() > small.height(), timeout=WAIT_MS)
+
+
+def test_folder_and_several_files_and_screenshot(open_window: Any, qtbot: Any, images: dict[str, Path]) -> None:
+    window = open_window()
+    drop(window, [images["benign"].parent, images["benign"]])  # a folder (two images, a text file) and a file
+    wait_settled(qtbot, window)
+    assert [i.name for i in window.state.history] == ["benign.jpg", "malignant.png", "benign.jpg"]
+    assert window.history_panel.list.count() == 3
+    window.history_panel.list.setCurrentRow(1)  # clicking a row shows its result
+    assert window.state.current is window.state.history[1]
+    assert window.result_panel.title.text() == "malignant.png"
+
+
+@pytest.mark.skipif(os.environ.get("SKINSCAN_SCREENSHOTS") != "1", reason="set SKINSCAN_SCREENSHOTS=1 to remake it")
+def test_screenshot_for_the_docs(qtbot: Any, settings: QSettings, tiny_model_dir: Path, tmp_path: Path) -> None:
+    """docs/desktop-app.png: the window showing a result, made by the app itself."""
+    # the tiny model's own threshold sits at ~1.0 (its synthetic classes are trivially separable); 0.5 reads better
+    backend = LocalBackend(tiny_model_dir, threads=1, threshold=0.5)
+    window = MainWindow(AppState(), settings=settings, backend_factory=lambda state: backend)
+    qtbot.addWidget(window)
+    window.resize(1280, 800)
+    window.show()
+    photos = {
+        "lesion-back.png": lesion_bytes(True, seed=21, size=320, fmt="PNG"),  # judged malignant
+        "mole-arm.jpg": lesion_bytes(seed=22),  # benign
+        "freckle.jpg": lesion_bytes(seed=23, size=320),  # refused: too smooth for the quality check
+        "scan.pdf.jpg": b"%PDF-1.4 not a photo",  # an error
+    }
+    for name, data in photos.items():
+        (tmp_path / name).write_bytes(data)
+    drop(window, [tmp_path / name for name in photos])
+    wait_settled(qtbot, window)
+    window.state.select(window.state.history[0].id)
+    wait_loaded(qtbot, window)
+    DOCS.mkdir(exist_ok=True)
+    assert window.grab().save(str(DOCS / "desktop-app.png"))
+    window.shutdown()
+
+
+def test_unreadable_file_shows_an_error_not_a_crash(open_window: Any, qtbot: Any, images: dict[str, Path]) -> None:
+    window = open_window()
+    drop(window, [images["fake"]])
+    wait_settled(qtbot, window)
+    item = window.state.current
+    assert item is not None and item.error is not None and "plain-text file" in item.error
+    message = window.result_panel.message
+    assert not message.isHidden() and "plain-text file" in message.text()
+    assert message.property("kind") == "error"
+    assert window.history_panel.list.item(0).text().endswith("Error")
+    assert not window.report_action.isEnabled()
+    assert window.save_report(images["fake"].with_suffix(".pdf")) is None  # refused with a message
+    assert "no result" in window.status_bar.notice_label.text()
+
+
+def test_paste_an_image_from_the_clipboard(open_window: Any, qtbot: Any, images: dict[str, Path]) -> None:
+    window = open_window()
+    clipboard = QApplication.clipboard()
+    clipboard.setImage(QImage(str(images["benign"])))
+    try:
+        window.paste_action.trigger()
+        wait_settled(qtbot, window)
+    finally:
+        clipboard.clear()
+    item = window.state.current
+    assert item is not None and item.name == "Pasted image 1" and item.path is None
+    assert item.result is not None and item.result.ok
+
+
+def test_export_csv_and_save_reports(open_window: Any, qtbot: Any, images: dict[str, Path], tmp_path: Path) -> None:
+    window = open_window()
+    assert not window.export_csv(tmp_path / "empty.csv")  # nothing yet: a message, no file
+    assert "Nothing to export" in window.status_bar.notice_label.text()
+    drop(window, [images["malignant"], images["fake"]])
+    wait_settled(qtbot, window)
+
+    assert window.export_csv(tmp_path / "results.csv")
+    with open(tmp_path / "results.csv", newline="") as file:
+        reader = csv.DictReader(file)
+        rows = list(reader)
+    assert reader.fieldnames == CSV_FIELDS
+    assert [(Path(r["path"]).name, r["status"]) for r in rows] == [("malignant.png", "ok"), ("notes.jpg", "error")]
+    assert "Exported 2 results" in window.status_bar.notice_label.text()
+
+    window.state.select(window.state.history[0].id)
+    assert window.report_action.isEnabled()
+    pdf = window.save_report(tmp_path / "report.pdf")
+    assert pdf is not None and pdf.read_bytes().startswith(b"%PDF")
+    png = window.save_report(tmp_path / "report.png")
+    assert png is not None
+    page = QImage(str(png))
+    assert (page.width(), page.height()) == (1240, 1754)
+
+
+def test_theme_switch_is_remembered(open_window: Any, qtbot: Any, settings: QSettings) -> None:
+    window = open_window()
+    assert window.state.theme == "dark" and window.styleSheet() == load_stylesheet("dark")
+    window.theme_toggle.trigger()
+    assert window.state.theme == "light" and window.styleSheet() == load_stylesheet("light")
+    assert window.theme_actions["light"].isChecked()
+    window.heatmap_action.trigger()
+    assert settings.value("theme") == "light"
+    window.close()
+
+    again = open_window()
+    assert again.state.theme == "light" and again.styleSheet() == load_stylesheet("light")
+    assert again.state.show_heatmap and again.heatmap_action.isChecked()
+    again.theme_actions["dark"].trigger()
+    assert again.state.theme == "dark"
+
+
+def test_remote_mode_against_a_real_server(open_window: Any, qtbot: Any, images: dict[str, Path],
+                                           tiny_model_dir: Path, settings: QSettings) -> None:  # fmt: skip
+    pytest.importorskip("fastapi")
+    from live_server import live_server
+    from skinscan.api.app import create_app
+
+    engine = Engine(tiny_model_dir, threads=1)
+    with live_server(create_app(engine=engine)) as url:
+        window = open_window()
+        wait_loaded(qtbot, window)
+        window.connection_bar.mode_box.setCurrentIndex(window.connection_bar.mode_box.findData("remote"))
+        assert window.connection_bar.host_edit.isEnabled()
+        window.connection_bar.host_edit.setText("127.0.0.1")
+        window.connection_bar.port_box.setValue(int(url.rsplit(":", 1)[1]))
+        qtbot.mouseClick(window.connection_bar.connect_button, Qt.MouseButton.LeftButton)
+        qtbot.waitUntil(lambda: window.status_bar.status_label.text().endswith(f" on {url}"), timeout=WAIT_MS)
+        assert window.status_bar.status_label.text().startswith(f"Model loaded: {engine.spec.id}")
+        drop(window, [images["malignant"], images["fake"]])
+        wait_settled(qtbot, window)
+        window.shutdown()  # before the server goes
+    judged, refused = window.state.history
+    expected = engine.predict(images["malignant"])
+    assert judged.result is not None and judged.result.label == expected.label
+    assert judged.result.probability == pytest.approx(expected.probability, abs=1e-4)
+    assert judged.result.overlay_png  # the server's heatmap
+    assert refused.error is not None and "plain-text file" in refused.error  # the server's 415, as a message
+    assert (settings.value("mode"), int(settings.value("port"))) == ("remote", window.state.port)
+
+
+def test_a_server_that_is_down_is_a_message(open_window: Any, qtbot: Any, images: dict[str, Path]) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))  # bound, never listening: every connection is refused
+        port = sock.getsockname()[1]
+        window = open_window(mode="remote", host="127.0.0.1", port=port)
+        assert window.status_bar.status_label.text() == f"Connecting to http://127.0.0.1:{port}…"
+        qtbot.waitUntil(lambda: window.state.model_status == "failed", timeout=WAIT_MS)
+        assert "cannot reach the skinscan server" in window.status_bar.status_label.text()
+        drop(window, [images["benign"]])
+        wait_settled(qtbot, window)
+    item = window.state.current
+    assert item is not None and item.error is not None and "is it running?" in item.error
+    assert "cannot reach" in window.result_panel.message.text()
+    assert window.preview_panel.view.pixmap is not None  # the image still shows
+
+
+def test_skinscan_gui_opens_the_window_and_returns_when_it_closes(
+    qtbot: Any, settings: QSettings, tiny_model_dir: Path
+) -> None:
+    from qtpy.QtCore import QTimer
+
+    from skinscan.gui.app import run_gui
+
+    def close_when_loaded() -> None:
+        for widget in QApplication.topLevelWidgets():
+            if isinstance(widget, MainWindow) and widget.status_bar.status_label.text().startswith("Model loaded"):
+                widget.close()
+
+    timer = QTimer()
+    timer.timeout.connect(close_when_loaded)
+    timer.start(20)
+    try:
+        assert run_gui(model=str(tiny_model_dir), settings=settings) == 0
+    finally:
+        timer.stop()
+    assert settings.value("mode") is None  # nothing changed, nothing written
+
+
+def test_cli_gui_refuses_model_with_host_and_hints_at_the_extra(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import importlib.util
+
+    from skinscan.cli import EXIT_ERROR, EXIT_USAGE, main
+
+    assert main(["gui", "--model", "m.onnx", "--host", "example.org"]) == EXIT_USAGE
+    assert "not both" in capsys.readouterr().err
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "qtpy" else real_find_spec(name))
+    assert main(["gui"]) == EXIT_ERROR
+    assert "pip install 'skinscan[gui]'" in capsys.readouterr().err
