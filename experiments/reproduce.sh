@@ -4,7 +4,7 @@
 set -euo pipefail
 D=../shared/data
 S=.venv/bin/skinscan
-EPOCHS=${EPOCHS:-6}
+EPOCHS=${EPOCHS:-7}
 
 # 1. The bundled model: HAM10000 train + Kaggle train, minus any photograph that is (a copy of) a test image.
 $S train --model efficientnet-lite0 --epochs "$EPOCHS" --patience 3 --out runs/bundled
