@@ -4,6 +4,7 @@ errors, CSV export, reports, themes and remote mode against a real server on loo
 from __future__ import annotations
 
 import csv
+import io
 import os
 import socket
 from collections.abc import Callable, Iterator, Sequence
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from PIL import Image
 
 pytest.importorskip("qtpy")
 pytest.importorskip("pytestqt")
@@ -159,25 +161,35 @@ def test_folder_and_several_files_and_screenshot(open_window: Any, qtbot: Any, i
 
 @pytest.mark.skipif(os.environ.get("SKINSCAN_SCREENSHOTS") != "1", reason="set SKINSCAN_SCREENSHOTS=1 to remake it")
 def test_screenshot_for_the_docs(qtbot: Any, settings: QSettings, tiny_model_dir: Path, tmp_path: Path) -> None:
-    """docs/desktop-app.png: the window showing a result, made by the app itself."""
-    # the tiny model's own threshold sits at ~1.0 (its synthetic classes are trivially separable); 0.5 reads better
-    backend = LocalBackend(tiny_model_dir, threads=1, threshold=0.5)
+    """docs/desktop-app.png: the window showing a result, made by the app itself; the bundled model on real
+    dermoscopy when both are there, else the tiny test model on synthetic lesions."""
+    shared = Path(__file__).resolve().parents[2] / "shared" / "data" / "isic-mvb" / "test"
+    bundled = Path(__file__).resolve().parents[1] / "models" / "model.onnx"
+    if shared.is_dir() and bundled.is_file():
+        backend = LocalBackend(None, threads=2)
+        photos = {
+            "mole-back.jpg": (shared / "malignant" / "1.jpg").read_bytes(),
+            "mole-arm.jpg": (shared / "benign" / "1.jpg").read_bytes(),
+        }
+    else:
+        # the tiny model's own threshold sits at ~1.0 (its synthetic classes are trivially separable)
+        backend = LocalBackend(tiny_model_dir, threads=1, threshold=0.5)
+        photos = {"mole-back.png": lesion_bytes(True, seed=21, size=320, fmt="PNG"), "mole-arm.jpg": lesion_bytes()}
+    blank = io.BytesIO()
+    Image.new("RGB", (320, 320), (214, 170, 150)).save(blank, format="JPEG")
+    photos["blank.jpg"] = blank.getvalue()  # refused: nothing to judge
+    photos["scan.pdf.jpg"] = b"%PDF-1.4 not a photo"  # an error
     window = MainWindow(AppState(), settings=settings, backend_factory=lambda state: backend)
     qtbot.addWidget(window)
     window.resize(1280, 800)
     window.show()
-    photos = {
-        "lesion-back.png": lesion_bytes(True, seed=21, size=320, fmt="PNG"),  # judged malignant
-        "mole-arm.jpg": lesion_bytes(seed=22),  # benign
-        "freckle.jpg": lesion_bytes(seed=23, size=320),  # refused: too smooth for the quality check
-        "scan.pdf.jpg": b"%PDF-1.4 not a photo",  # an error
-    }
     for name, data in photos.items():
         (tmp_path / name).write_bytes(data)
     drop(window, [tmp_path / name for name in photos])
     wait_settled(qtbot, window)
     window.state.select(window.state.history[0].id)
     wait_loaded(qtbot, window)
+    window.heatmap_action.setChecked(True)  # show where the model looked
     DOCS.mkdir(exist_ok=True)
     assert window.grab().save(str(DOCS / "desktop-app.png"))
     window.shutdown()

@@ -302,10 +302,12 @@ def test_screenshots_for_the_readme(browser: Any, tiny_model_dir: Path) -> None:
 
 
 def _screenshot_photos(real: bool) -> list[dict[str, Any]]:
-    folder = Path(__file__).resolve().parents[2] / "shared" / "data" / "ham10000" / "images"
-    chosen = ["ISIC_0024306.jpg", "ISIC_0024310.jpg"]
+    folder = Path(__file__).resolve().parents[2] / "shared" / "data" / "isic-mvb" / "test"
+    chosen = ["malignant/1.jpg", "benign/1.jpg"]
     if real and all((folder / name).is_file() for name in chosen):
-        photos = [payload(name, (folder / name).read_bytes(), "image/jpeg") for name in chosen]
+        photos = [
+            payload(f"mole-{i + 1}.jpg", (folder / name).read_bytes(), "image/jpeg") for i, name in enumerate(chosen)
+        ]
     else:
         photos = [payload("lesion-1.png", lesion_bytes(False, seed=3, size=160, fmt="PNG")),
                   payload("lesion-2.png", lesion_bytes(True, seed=0, size=256, fmt="PNG"))]  # fmt: skip

@@ -1,0 +1,58 @@
+"""The committed model is real, describes itself, and works with no arguments."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from skinscan.engine import Engine, bundled_model_path
+
+pytestmark = pytest.mark.skipif(
+    not (Path(__file__).resolve().parents[1] / "models" / "model.onnx").is_file(), reason="no bundled model in models/"
+)
+
+
+@pytest.fixture(scope="module")
+def bundled() -> Engine:
+    return Engine()
+
+
+def test_bundled_model_describes_itself(bundled: Engine) -> None:
+    spec = bundled.spec
+    assert bundled.path == bundled_model_path()
+    assert spec.architecture == "efficientnet-lite0" and spec.input_size == 224
+    assert spec.colour_constancy == "shades_of_gray"
+    assert 0.0 < spec.threshold < 0.5 and spec.temperature > 0  # a sensitivity-first operating point
+    assert "non-commercial" in spec.license and "not a diagnosis" in spec.intended_use.lower()
+    for name in ("isic2018_test", "kaggle_test"):
+        metrics = spec.metrics[name]
+        assert metrics["n"] > 600 and len(metrics["auc_ci"]) == 2
+
+
+@pytest.mark.data
+def test_bundled_model_ranks_real_lesions(bundled: Engine, shared_data: Path) -> None:
+    from skinscan.data import load_records
+
+    records = load_records(shared_data / "isic-mvb", "test")
+    sample = records[:: max(1, len(records) // 80)]
+    results = bundled.predict_batch([r.path for r in sample])
+    scored = [(r.label, p.probability) for r, p in zip(sample, results, strict=True) if getattr(p, "probability", None)]
+    assert len(scored) >= 0.9 * len(sample)  # the input checks pass almost all real dermoscopy
+    from sklearn.metrics import roc_auc_score
+
+    labels, probs = zip(*scored, strict=True)
+    assert roc_auc_score(np.array(labels), np.array(probs)) > 0.85
+
+
+@pytest.mark.data
+def test_predict_with_no_model_argument_uses_the_bundled_model(shared_data: Path) -> None:
+    image = next((shared_data / "isic-mvb" / "test" / "malignant").glob("*.jpg"))
+    result = subprocess.run(
+        [sys.executable, "-m", "skinscan.cli", "predict", str(image), "--json"], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert '"status": "ok"' in result.stdout or '"status": "rejected"' in result.stdout
