@@ -12,7 +12,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,12 +24,13 @@ from skinscan import DISCLAIMER
 from skinscan.calibrate import Calibration
 from skinscan.errors import ModelFormatError, ModelNotFoundError, SkinscanError
 from skinscan.imaging import ImageSource, load_image
-from skinscan.preprocess import prepare_pixels, to_input
+from skinscan.preprocess import prepare_pixels, square_crop_box, to_input
 from skinscan.quality import measure_quality
 from skinscan.severity import DEFAULT_SCALE, SeverityStep, severity_for
 from skinscan.spec import METADATA_KEY, ModelSpec
 
 MODEL_ENV = "SKINSCAN_MODEL"
+HeatmapFn = Callable[[], np.ndarray]
 NOT_A_LESION = (
     "This does not look like a close-up photo of a skin lesion, so it cannot be judged. "
     "Send a sharp, well-lit dermoscopic or close-up photo with the lesion in the centre."
@@ -88,10 +89,20 @@ class Prediction:
     ood_distance: float | None = None
     quality: dict[str, float] = field(default_factory=dict)
     image_size: tuple[int, int] = (0, 0)
-    heatmap: np.ndarray | None = field(default=None, repr=False)  # float32 HxW in [0, 1], the image's size
     overlay_png: bytes | None = field(default=None, repr=False)
+    heatmap_fn: HeatmapFn | None = field(default=None, repr=False, compare=False)
+    _heatmap: np.ndarray | None = field(default=None, init=False, repr=False, compare=False)  # cache of `heatmap`
     timing_ms: float = 0.0
     disclaimer: str = DISCLAIMER
+
+    @property
+    def heatmap(self) -> np.ndarray | None:
+        """float32 HxW in [0, 1] at the input image's size (with heatmap=True), built on first use."""
+        if self.heatmap_fn is None:
+            return None
+        if self._heatmap is None:
+            self._heatmap = self.heatmap_fn()
+        return self._heatmap
 
     def to_dict(self, *, include_heatmap: bool = True) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -304,33 +315,43 @@ class Engine:
             image_size=original_size(image),
         )
         if heatmap:
-            result.heatmap, result.overlay_png = self.render_heatmap(cam, image)
+            result.heatmap_fn, result.overlay_png = self.render_heatmap(cam, image)
         return result
 
     # --- heatmap -------------------------------------------------------------------------------------
 
-    def render_heatmap(self, cam: np.ndarray, image: Image.Image, max_side: int = 512) -> tuple[np.ndarray, bytes]:
-        """The CAM as a [0, 1] map the size of the input image (its original size, also when a large JPEG
-        was decoded at reduced scale), and a PNG of it laid over the image at display size."""
+    def render_heatmap(self, cam: np.ndarray, image: Image.Image, max_side: int = 512) -> tuple[HeatmapFn, bytes]:
+        """The CAM as a lazily computed [0, 1] map the size of the input image (its original size, also when a
+        large JPEG was decoded at reduced scale), and a PNG of it laid over the image at display size.
+
+        The full-size map is only built when asked for: for a 12-megapixel photo it is 48 MB of floats, while
+        the overlay that the API and the apps show needs a few hundred pixels a side.
+        """
         cam = np.asarray(cam, dtype=np.float32)
         lo, hi = float(cam.min()), float(cam.max())
         norm = (cam - lo) / (hi - lo) if hi - lo > 1e-6 else np.zeros_like(cam)
         w, h = original_size(image)
-        left, top, right, bottom = (0, 0, w, h)
-        if self.spec.crop == "center_square":
-            from skinscan.preprocess import square_crop_box
-
-            left, top, right, bottom = square_crop_box(w, h)
-        small = Image.fromarray(norm).resize((right - left, bottom - top), Image.Resampling.BILINEAR)
-        full = np.zeros((h, w), dtype=np.float32)
-        full[top:bottom, left:right] = np.asarray(small)
-        # overlay at display size: the PNG goes over the network and into a browser
         factor = min(1.0, max_side / max(w, h))
         size = (max(1, round(w * factor)), max(1, round(h * factor)))
+        heat_small = self._place_cam(norm, (w, h), factor)
         base = np.asarray(image.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0), dtype=np.float32)
-        heat_small = np.asarray(Image.fromarray(full).resize(size, Image.Resampling.BILINEAR))
         alpha = (0.15 + 0.45 * heat_small)[..., None]
         blended = base + (colourise(heat_small) - base) * alpha
         buffer = io.BytesIO()
         Image.fromarray(blended.astype(np.uint8)).save(buffer, format="PNG", compress_level=1)
-        return full, buffer.getvalue()
+        return (lambda: self._place_cam(norm, (w, h), 1.0)), buffer.getvalue()
+
+    def _place_cam(self, norm: np.ndarray, size: tuple[int, int], factor: float) -> np.ndarray:
+        """The normalised CAM resized onto the analysed region of an image of `size` scaled by `factor`."""
+        w, h = size
+        left, top, right, bottom = (0, 0, w, h)
+        if self.spec.crop == "center_square":
+            left, top, right, bottom = square_crop_box(w, h)
+        out_w, out_h = max(1, round(w * factor)), max(1, round(h * factor))
+        box = [round(v * factor) for v in (left, top, right, bottom)]
+        region = (max(1, box[2] - box[0]), max(1, box[3] - box[1]))
+        placed = np.zeros((out_h, out_w), dtype=np.float32)
+        placed[box[1] : box[1] + region[1], box[0] : box[0] + region[0]] = np.asarray(
+            Image.fromarray(norm).resize(region, Image.Resampling.BILINEAR)
+        )[: out_h - box[1], : out_w - box[0]]
+        return placed
