@@ -48,3 +48,19 @@ def write_dataset(root: Path, per_class: dict[str, int], seed: int = 0, size: in
             for i in range(n):
                 make_lesion(rng, label == "malignant", size).save(folder / f"{i:03d}.png")
     return root
+
+
+def dicom_rgb_bytes(pixels: np.ndarray) -> bytes:
+    """An 8-bit RGB secondary-capture DICOM file (with its DICM preamble) holding these pixels."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SOPClassUID = SecondaryCaptureImageStorage
+    ds.SOPInstanceUID = generate_uid()
+    ds.set_pixel_data(pixels, "RGB", 8)
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()

@@ -29,7 +29,7 @@ from live_server import live_server
 from skinscan.api.app import create_app
 from skinscan.api.settings import Settings
 from skinscan.engine import Engine
-from synthetic import make_lesion
+from synthetic import dicom_rgb_bytes, make_lesion
 
 MAX_UPLOAD_MB = 10
 
@@ -78,21 +78,6 @@ def with_exif_rotation(image: Image.Image) -> bytes:
     exif = Image.Exif()
     exif[0x0112] = 6  # Orientation: rotate 90° clockwise to display
     return encode(image, "JPEG", exif=exif.tobytes())
-
-
-def dicom_rgb(pixels: np.ndarray) -> bytes:
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
-
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.SOPClassUID = SecondaryCaptureImageStorage
-    ds.SOPInstanceUID = generate_uid()
-    ds.set_pixel_data(pixels, "RGB", 8)
-    buffer = io.BytesIO()
-    ds.save_as(buffer, enforce_file_format=True)
-    return buffer.getvalue()
 
 
 def zip_of(name: str, data: bytes) -> bytes:
@@ -168,7 +153,7 @@ CASES: dict[str, Case] = {
                                           loop=0), filename="clip.gif"),
     "RGBA PNG": Case(200, data=encode(PHOTO.convert("RGBA"), "PNG"), filename="alpha.png"),
     "EXIF-rotated JPEG": Case(200, data=with_exif_rotation(PHOTO)),
-    "DICOM": Case(200, data=dicom_rgb(np.asarray(PHOTO)), filename="lesion.dcm"),
+    "DICOM": Case(200, data=dicom_rgb_bytes(np.asarray(PHOTO)), filename="lesion.dcm"),
     "JPEG declared as image/png": Case(200, data=JPEG, filename="photo.png"),
     # filenames: never used for anything but echoing back
     "path-traversal filename": Case(200, data=JPEG, filename="../../etc/passwd.jpg"),

@@ -18,7 +18,7 @@ from PIL import Image
 
 from skinscan.engine import Engine
 from skinscan.errors import InvalidImageError
-from synthetic import make_lesion
+from synthetic import dicom_rgb_bytes, make_lesion
 
 REAL_PHOTOS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "isic-mvb" / "test"
 HANG_SECONDS = 10.0  # far above any honest decode of these small files, far below a stuck test run
@@ -44,21 +44,6 @@ def _encode(image: Image.Image, fmt: str, **params: object) -> bytes:
     return buffer.getvalue()
 
 
-def _dicom(pixels: np.ndarray) -> bytes:
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
-
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.SOPClassUID = SecondaryCaptureImageStorage
-    ds.SOPInstanceUID = generate_uid()
-    ds.set_pixel_data(pixels, "RGB", 8)
-    buffer = io.BytesIO()
-    ds.save_as(buffer, enforce_file_format=True)
-    return buffer.getvalue()
-
-
 @functools.cache
 def seed_files() -> tuple[bytes, ...]:
     """Real dermoscopy JPEGs as they come (when ../shared/data is there) and one photo in every accepted format."""
@@ -80,7 +65,7 @@ def seed_files() -> tuple[bytes, ...]:
         _encode(small, "BMP"),
         _encode(small, "TIFF", compression="tiff_deflate"),
         _encode(small, "WEBP", quality=80),
-        _dicom(np.asarray(small)),
+        dicom_rgb_bytes(np.asarray(small)),
     )
 
 
