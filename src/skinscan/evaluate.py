@@ -181,6 +181,7 @@ def evaluate(
         "test-time augmentation": "on" if tta else "off",
         "input checks": f"{float(scored['rejected'].mean()):.2%} of these images would be refused by the engine",
     }
+    rejected_fraction = round(float(scored["rejected"].mean()), 4)
     metrics = write_evaluation(
         out,
         y,
@@ -191,14 +192,7 @@ def evaluate(
         title=f"skinscan evaluation: {Path(data).name}{f' / {split}' if split else ''}",
         info=info,
         n_boot=n_boot,
+        extra={"rejected_fraction": rejected_fraction, "model": scorer.name, "data": info["data"]},
     )
-    metrics["rejected_fraction"] = round(float(scored["rejected"].mean()), 4)
-    import json
-
-    path = Path(out) / "metrics.json"
-    stored = json.loads(path.read_text())
-    stored["rejected_fraction"] = metrics["rejected_fraction"]
-    stored["model"] = scorer.name
-    stored["data"] = info["data"]
-    path.write_text(json.dumps(stored, indent=2))
+    metrics["rejected_fraction"] = rejected_fraction
     return metrics

@@ -48,6 +48,7 @@ def gather_records(cfg: TrainConfig) -> tuple[list[Record], list[Record], dict[s
     pool = drop_same_images(pool, held, dup)
     n_clean = len(pool)
     pool = dedupe(pool, dup)
+    n_deduped = len(pool)
     if cfg.max_images and len(pool) > cfg.max_images:
         pool = random.Random(cfg.seed).sample(pool, cfg.max_images)
     train, val = split_records(pool, cfg.val_fraction, cfg.seed, dup)
@@ -56,7 +57,7 @@ def gather_records(cfg: TrainConfig) -> tuple[list[Record], list[Record], dict[s
         "holdout": cfg.holdout,
         "pool": n_pool,
         "dropped_same_as_holdout": n_pool - n_clean,
-        "dropped_duplicates": n_clean - len(dedupe(pool, dup)) if cfg.max_images else n_clean - len(pool),
+        "dropped_duplicates": n_clean - n_deduped,
         "train": len(train),
         "train_malignant": sum(r.label for r in train),
         "val": len(val),

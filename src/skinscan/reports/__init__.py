@@ -31,6 +31,7 @@ def write_evaluation(
     info: Mapping[str, str] | None = None,
     n_boot: int = 1000,
     seed: int = 0,
+    extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write a full evaluation of benign/malignant predictions into out_dir.
 
@@ -48,6 +49,7 @@ def write_evaluation(
         info: facts shown in the report (model, data, ...); `date` defaults to now (UTC).
         n_boot: bootstrap resamples for the 95 % intervals.
         seed: bootstrap seed.
+        extra: more JSON-ready keys for metrics.json (the caller's own measurements, the model's name, ...).
 
     Returns:
         The metrics dict from `compute_metrics` (without the disclaimer).
@@ -59,7 +61,7 @@ def write_evaluation(
     metrics = compute_metrics(y, p, threshold, n_boot=n_boot, seed=seed)
     # allow_nan=False: metrics.json must stay strict JSON for other tools; compute_metrics never yields NaN.
     (out / "metrics.json").write_text(
-        json.dumps({**metrics, "disclaimer": DISCLAIMER}, indent=2, allow_nan=False) + "\n", encoding="utf-8"
+        json.dumps({**metrics, **(extra or {}), "disclaimer": DISCLAIMER}, indent=2, allow_nan=False) + "\n", encoding="utf-8"
     )
     report_text = classification_report_text(y, p, threshold)
     (out / "classification_report.txt").write_text(report_text, encoding="utf-8")
