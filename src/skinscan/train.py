@@ -146,15 +146,24 @@ class Trainer:
         self.spec = preprocess_spec_for(model)
         params = [p for p in model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        mode: Literal["min", "max"] = "min" if cfg.monitor.endswith("loss") else "max"
-        self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            self.optimizer, mode=mode, factor=cfg.lr_factor, patience=cfg.lr_patience
+        self.steps_per_epoch = math.ceil(len(train.labels) / cfg.batch_size)
+        if cfg.max_steps:
+            self.steps_per_epoch = min(self.steps_per_epoch, cfg.max_steps)
+        self.scheduler = make_scheduler(self.optimizer, cfg, self.steps_per_epoch)
+        # the averaged weights are what validation scores and what the checkpoint keeps
+        self.ema = (
+            torch.optim.swa_utils.AveragedModel(
+                model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema), use_buffers=True
+            )
+            if cfg.ema
+            else None
         )
         n_pos = int(train.labels.sum())
         n_neg = len(train.labels) - n_pos
         self.pos_weight = (n_neg / max(n_pos, 1)) if cfg.balance == "pos_weight" else 1.0
         self.scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp and device.type == "cuda")
-        self.gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
+        # on the training device: augmentation draws its random numbers where the batch lives
+        self.gen = torch.Generator(device=device).manual_seed(cfg.seed)
         self.history: list[dict[str, float]] = []
         self.epoch = 0
         self.best: float | None = None
@@ -179,21 +188,21 @@ class Trainer:
             for module in [model._bn0, *model._blocks[: cfg.freeze_blocks]]:
                 module.eval()
         order = self._order()
-        steps = math.ceil(len(order) / cfg.batch_size)
-        if cfg.max_steps:
-            steps = min(steps, cfg.max_steps)
+        steps = self.steps_per_epoch
         aug = AugmentConfig() if cfg.augment else None
         total_loss, correct, seen = 0.0, 0, 0
         bar = tqdm(range(steps), desc=f"epoch {self.epoch + 1}/{cfg.epochs}", unit="batch", leave=False)
         for step in bar:
             idx = np.sort(order[step * cfg.batch_size : (step + 1) * cfg.batch_size])
-            pixels = torch.from_numpy(self.train_set.pixels[idx]).to(self.device)
-            y = torch.from_numpy(self.train_set.labels[idx]).float().to(self.device)
+            pixels = torch.from_numpy(self.train_set.pixels[idx]).to(self.device, non_blocking=True)
+            y = torch.from_numpy(self.train_set.labels[idx]).float().to(self.device, non_blocking=True)
             if aug is not None:
                 x = augment_batch(pixels, aug, self.gen)
             else:
                 x = pixels.permute(0, 3, 1, 2).float().div(255.0)
             x = normalise(x, self.spec.mean, self.spec.std)
+            if self.device.type == "cuda":
+                x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.scaler.is_enabled()):
                 logits = model(x)
             pw = torch.tensor(self.pos_weight, device=self.device)
@@ -202,6 +211,10 @@ class Trainer:
             self.scaler.scale(loss).backward()
             self.scaler.step(self.optimizer)
             self.scaler.update()
+            if isinstance(self.scheduler, torch.optim.lr_scheduler.LambdaLR):
+                self.scheduler.step()
+            if self.ema is not None:
+                self.ema.update_parameters(model)
             total_loss += float(loss.detach()) * len(idx)
             correct += int(((logits.detach() > 0).float() == y).sum())
             seen += len(idx)
@@ -209,8 +222,13 @@ class Trainer:
         bar.close()
         return {"train_loss": total_loss / max(seen, 1), "train_accuracy": correct / max(seen, 1)}
 
+    @property
+    def scored_model(self) -> Classifier:
+        """The model that validation scores and the checkpoint keeps: the weight average when there is one."""
+        return self.ema.module if self.ema is not None else self.model  # type: ignore[return-value]
+
     def validate(self) -> dict[str, float]:
-        logits, _ = predict_logits(self.model, self.val_set.pixels, self.spec, self.device)
+        logits, _ = predict_logits(self.scored_model, self.val_set.pixels, self.spec, self.device)
         y = self.val_set.labels
         t = torch.from_numpy(logits)
         pw = torch.tensor(self.pos_weight)
@@ -230,6 +248,7 @@ class Trainer:
 
     def fit(self, out: Path, on_epoch: Any = None) -> None:
         cfg = self.cfg
+        started = time.perf_counter()
         while self.epoch < cfg.epochs:
             start = time.perf_counter()
             row: dict[str, float] = {"epoch": self.epoch + 1}
@@ -240,10 +259,11 @@ class Trainer:
             self.epoch += 1
             self.history.append(row)
             value = row[cfg.monitor]
-            self.scheduler.step(value)
+            if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                self.scheduler.step(value)
             if self.improved(row):
                 self.best, self.best_loss, self.stale = value, row["val_loss"], 0
-                self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+                self.best_state = {k: v.detach().clone() for k, v in self.scored_model.state_dict().items()}
             else:
                 self.stale += 1
             tqdm.write(
@@ -258,12 +278,16 @@ class Trainer:
             if self.stale >= cfg.patience:
                 tqdm.write(f"early stop: {cfg.monitor} has not improved for {cfg.patience} epochs")
                 break
+            if cfg.time_limit and time.perf_counter() - started > cfg.time_limit * 60:
+                tqdm.write(f"time limit: stopping after epoch {self.epoch} ({cfg.time_limit:g} min)")
+                break
 
     def state(self) -> dict[str, Any]:
         return {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
+            "ema": self.ema.state_dict() if self.ema is not None else None,
             "epoch": self.epoch,
             "best": self.best,
             "best_loss": self.best_loss,
@@ -284,10 +308,35 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        if self.ema is not None and state.get("ema") is not None:
+            self.ema.load_state_dict(state["ema"])
         self.epoch, self.best, self.best_state = state["epoch"], state["best"], state["best_state"]
         self.best_loss = state.get("best_loss", math.inf)
         self.stale, self.history = state["stale"], state["history"]
         self.gen.set_state(state["generator"])
+
+
+def make_scheduler(
+    optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int
+) -> torch.optim.lr_scheduler.LRScheduler | torch.optim.lr_scheduler.ReduceLROnPlateau:
+    """ReduceLROnPlateau stepped per epoch, or linear warmup then cosine decay stepped per batch."""
+    if cfg.schedule == "plateau":
+        mode: Literal["min", "max"] = "min" if cfg.monitor.endswith("loss") else "max"
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode=mode, factor=cfg.lr_factor, patience=cfg.lr_patience
+        )
+    if cfg.schedule != "cosine":
+        raise ValueError(f"unknown schedule {cfg.schedule!r}; valid: cosine, plateau")
+    warmup = max(1, round(cfg.warmup_epochs * steps_per_epoch))
+    total = max(warmup + 1, cfg.epochs * steps_per_epoch)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return 0.01 + 0.99 * step / warmup
+        progress = min(1.0, (step - warmup) / (total - warmup))
+        return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 def write_history(history: list[dict[str, float]], out: Path) -> None:
@@ -346,16 +395,7 @@ def train(cfg: TrainConfig) -> Path:
     Returns:
         The path of the best checkpoint.
     """
-    seed_everything(cfg.seed)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    device = pick_device(cfg.device)
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    model = create_model(cfg.model, pretrained=cfg.pretrained, dropout=cfg.dropout).to(device)
-    if isinstance(model, EfficientNetLite0) and cfg.freeze_blocks:
-        model.freeze_stem(cfg.freeze_blocks)
-    spec = preprocess_spec_for(model)
+    spec = preprocess_spec_for(create_model(cfg.model, pretrained=False))
     train_records, val_records, summary = gather_records(cfg)
     tqdm.write(
         f"data: {summary['train']} training images ({summary['train_malignant']} malignant), "
@@ -366,6 +406,23 @@ def train(cfg: TrainConfig) -> Path:
         raise DataError("training needs both classes in the training and validation splits")
     train_set = prepare(train_records, spec, cfg.skip_bad, "loading training images")
     val_set = prepare(val_records, spec, cfg.skip_bad, "loading validation images")
+    return train_prepared(cfg, train_set, val_set, summary)
+
+
+def train_prepared(cfg: TrainConfig, train_set: Prepared, val_set: Prepared, summary: dict[str, Any]) -> Path:
+    """The training run proper, on images already decoded and preprocessed (see `prepare`)."""
+    seed_everything(cfg.seed)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = pick_device(cfg.device)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    model = create_model(cfg.model, pretrained=cfg.pretrained, dropout=cfg.dropout).to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    if isinstance(model, EfficientNetLite0) and cfg.freeze_blocks:
+        model.freeze_stem(cfg.freeze_blocks)
+    spec = preprocess_spec_for(model)
     trainer = Trainer(cfg, model, train_set, val_set, device)
     if cfg.resume:
         trainer.restore(Path(cfg.resume))
@@ -379,7 +436,7 @@ def train(cfg: TrainConfig) -> Path:
     checkpoint = {
         "format": "skinscan-checkpoint-1",
         "model_name": cfg.model,
-        "model": {k: v.cpu() for k, v in model.state_dict().items()},
+        "model": {k: v.cpu().contiguous() for k, v in model.state_dict().items()},
         "info": asdict(model.info),
         "preprocess": asdict(spec),
         "config": asdict(cfg),

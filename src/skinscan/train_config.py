@@ -26,14 +26,18 @@ class TrainConfig:
     val_fraction: float = 0.15  # grouped by lesion and by duplicate photograph
     monitor: str = "val_auc"  # chooses the best epoch; early stopping watches it too
     patience: int = 4  # epochs without improvement before stopping
-    lr_patience: int = 1  # epochs without improvement before the LR drops
-    lr_factor: float = 0.3
+    schedule: str = "plateau"  # "plateau" (LR drops when the monitor stalls) or "cosine" (per step, after warmup)
+    warmup_epochs: float = 1.0  # cosine only: linear warmup from 1 % of lr
+    lr_patience: int = 1  # plateau only: epochs without improvement before the LR drops
+    lr_factor: float = 0.3  # plateau only
+    ema: float = 0.0  # exponential moving average of the weights (e.g. 0.999); validation and export use it
     target_sensitivity: float = 0.92  # on validation; a margin above the 0.90 we promise on unseen data
     feature_images: int = 3000  # training images used to fit the out-of-distribution Gaussian
     augment: bool = True
     seed: int = 0
     max_steps: int = 0  # cap on steps per epoch (smoke runs); 0 = the whole epoch
     max_images: int = 0  # random subset of the training pool (quick runs); 0 = all
+    time_limit: float = 0.0  # minutes; stop after the epoch that passes it (shared GPU leases); 0 = none
     threads: int = 0  # torch CPU threads; 0 = all cores
     device: str = "auto"  # "auto", "cpu" or "cuda"
     amp: bool = True  # mixed precision on CUDA
