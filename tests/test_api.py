@@ -9,6 +9,7 @@ import logging
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -23,7 +24,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from live_server import live_server
+from live_server import live_server, live_uvicorn
 from skinscan import DISCLAIMER, __version__
 from skinscan.api.app import app_from_env, create_app
 from skinscan.api.routes import prefers_html
@@ -477,6 +478,17 @@ def test_cli_flags_override_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("SKINSCAN_HOST", "0.0.0.0")
     assert main(["serve", "--port", "9123", "--model", "some/model", "--workers", "2"]) == 0
     assert (seen[0].host, seen[0].port, seen[0].model, seen[0].workers) == ("0.0.0.0", 9123, "some/model", 2)
+
+
+def test_served_connections_turn_nagle_off(engine: Engine) -> None:
+    # the listener is bound with proto 0, as uvicorn binds it for --workers N: asyncio leaves Nagle's algorithm on
+    # there, and each response on a kept-alive connection would wait for the client's delayed ACK
+    app = create_app(engine=engine, settings=plain_settings())
+    with live_uvicorn(app) as (url, server), httpx.Client(base_url=url, timeout=30) as client:
+        assert upload(client, lesion_bytes()).status_code == 200
+        (connection,) = server.server_state.connections
+        sock = connection.transport.get_extra_info("socket")
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
 
 
 def _free_port() -> int:

@@ -35,6 +35,8 @@ def serve(settings: Settings) -> int:
     """
     import uvicorn
 
+    from skinscan.api.protocol import NoDelayProtocol
+
     settings = settings.model_copy(update={"model": str(resolve_model_path(settings.model))})
     print(f"skinscan {__version__}: serving {settings.model} at {settings.base_url}/ (Ctrl+C stops)", file=sys.stderr)
     if settings.workers > 1:
@@ -49,6 +51,7 @@ def serve(settings: Settings) -> int:
         app = create_app(settings=settings)
     uvicorn.run(
         app, host=settings.host, port=settings.port, factory=settings.workers > 1,
-        workers=settings.workers if settings.workers > 1 else None, ws="none", lifespan="on", server_header=False,
+        workers=settings.workers if settings.workers > 1 else None, http=NoDelayProtocol, ws="none", lifespan="on",
+        server_header=False,
     )  # fmt: skip
     return 0
