@@ -524,6 +524,51 @@ def test_skinscan_serve_command(tiny_model_dir: Path) -> None:
     assert f"http://127.0.0.1:{port}" in output
 
 
+def test_skinscan_serve_with_workers_listens_once_per_process(tiny_model_dir: Path) -> None:
+    port = _free_port()
+    env = {**os.environ, "SKINSCAN_PORT": str(port), "SKINSCAN_API_KEY": ""}
+    command = [sys.executable, "-m", "skinscan.cli", "serve", "--model", str(tiny_model_dir), "--host", "127.0.0.1",
+               "--workers", "2"]  # fmt: skip
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
+            while True:
+                assert process.poll() is None, process.communicate()[0]
+                assert time.monotonic() < deadline, "skinscan serve --workers 2 did not come up"
+                try:
+                    if client.get("/health").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                time.sleep(0.1)
+            assert upload(client, lesion_bytes()).json()["status"] == "ok"
+    finally:
+        process.terminate()
+        output = process.communicate(timeout=30)[0]
+    assert process.returncode == 0, output
+    assert output.count("Finished server process") == 2, output
+
+
+def test_worker_sockets_share_a_port_no_one_else_holds() -> None:
+    from skinscan.api.workers import can_share_port, listening_socket
+
+    if not can_share_port():
+        pytest.skip("SO_REUSEPORT spreads connections on Linux only")
+    first = listening_socket("127.0.0.1", 0)
+    port = first.getsockname()[1]
+    second = listening_socket("127.0.0.1", port)
+    for sock in (first, second):
+        assert sock.proto == socket.IPPROTO_TCP  # so that asyncio turns Nagle off on the connections
+        sock.close()
+    with socket.socket() as taken:  # someone else's server
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        for share in (True, False):
+            with pytest.raises(OSError):
+                listening_socket("127.0.0.1", taken.getsockname()[1], share=share)
+
+
 def test_skinscan_serve_without_a_model_fails_cleanly(tmp_path: Path) -> None:
     command = [sys.executable, "-m", "skinscan.cli", "serve", "--model", str(tmp_path / "missing")]
     result = subprocess.run(command, capture_output=True, text=True, timeout=60)
