@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import inspect
 import io
 import json
 import logging
@@ -478,6 +479,14 @@ def test_cli_flags_override_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("SKINSCAN_HOST", "0.0.0.0")
     assert main(["serve", "--port", "9123", "--model", "some/model", "--workers", "2"]) == 0
     assert (seen[0].host, seen[0].port, seen[0].model, seen[0].workers) == ("0.0.0.0", 9123, "some/model", 2)
+
+
+def test_dependencies_run_on_the_event_loop() -> None:
+    # FastAPI runs a plain function dependency in its threadpool: a thread hop each, on every request
+    from skinscan.api import deps
+
+    for dependency in (deps.get_settings, deps.get_slot, deps.get_engine, deps.require_api_key):
+        assert inspect.iscoroutinefunction(dependency), dependency.__name__
 
 
 def test_served_connections_turn_nagle_off(engine: Engine) -> None:
