@@ -11,15 +11,23 @@ from typing import Any
 
 import uvicorn
 
+from skinscan.api.protocol import NoDelayProtocol
+
 
 @contextmanager
-def live_server(app: Any) -> Iterator[str]:
-    """Serve `app` on 127.0.0.1 until the block ends; yields its base URL (no trailing slash)."""
+def live_uvicorn(app: Any) -> Iterator[tuple[str, uvicorn.Server]]:
+    """Serve `app` on 127.0.0.1 until the block ends; yields its base URL (no trailing slash) and the server.
+
+    The listening socket is bound here with proto 0, as uvicorn binds it for `skinscan serve --workers N`, and the
+    server runs the HTTP protocol `skinscan serve` runs.
+    """
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     # log_config=None: leave the test process's logging alone; ws="none": no websockets import
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, ws="none", lifespan="on")
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_config=None, http=NoDelayProtocol, ws="none", lifespan="on"
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
@@ -29,8 +37,15 @@ def live_server(app: Any) -> Iterator[str]:
             if not thread.is_alive() or time.monotonic() > deadline:
                 raise RuntimeError("the test server did not start")
             time.sleep(0.02)
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}", server
     finally:
         server.should_exit = True
         thread.join(timeout=20)
         sock.close()
+
+
+@contextmanager
+def live_server(app: Any) -> Iterator[str]:
+    """Serve `app` on 127.0.0.1 until the block ends; yields its base URL (no trailing slash)."""
+    with live_uvicorn(app) as (url, _):
+        yield url

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import base64
+import inspect
 import io
 import json
 import logging
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -23,7 +25,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from live_server import live_server
+from live_server import live_server, live_uvicorn
 from skinscan import DISCLAIMER, __version__
 from skinscan.api.app import app_from_env, create_app
 from skinscan.api.routes import prefers_html
@@ -479,6 +481,25 @@ def test_cli_flags_override_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
     assert (seen[0].host, seen[0].port, seen[0].model, seen[0].workers) == ("0.0.0.0", 9123, "some/model", 2)
 
 
+def test_dependencies_run_on_the_event_loop() -> None:
+    # FastAPI runs a plain function dependency in its threadpool: a thread hop each, on every request
+    from skinscan.api import deps
+
+    for dependency in (deps.get_settings, deps.get_slot, deps.get_engine, deps.require_api_key):
+        assert inspect.iscoroutinefunction(dependency), dependency.__name__
+
+
+def test_served_connections_turn_nagle_off(engine: Engine) -> None:
+    # the listener is bound with proto 0, as uvicorn binds it for --workers N: asyncio leaves Nagle's algorithm on
+    # there, and each response on a kept-alive connection would wait for the client's delayed ACK
+    app = create_app(engine=engine, settings=plain_settings())
+    with live_uvicorn(app) as (url, server), httpx.Client(base_url=url, timeout=30) as client:
+        assert upload(client, lesion_bytes()).status_code == 200
+        (connection,) = server.server_state.connections
+        sock = connection.transport.get_extra_info("socket")
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+
+
 def _free_port() -> int:
     import socket
 
@@ -510,6 +531,51 @@ def test_skinscan_serve_command(tiny_model_dir: Path) -> None:
         output = process.communicate(timeout=20)[0]
     assert process.returncode in (0, -signal.SIGTERM), output  # uvicorn re-raises the signal once shut down
     assert f"http://127.0.0.1:{port}" in output
+
+
+def test_skinscan_serve_with_workers_listens_once_per_process(tiny_model_dir: Path) -> None:
+    port = _free_port()
+    env = {**os.environ, "SKINSCAN_PORT": str(port), "SKINSCAN_API_KEY": ""}
+    command = [sys.executable, "-m", "skinscan.cli", "serve", "--model", str(tiny_model_dir), "--host", "127.0.0.1",
+               "--workers", "2"]  # fmt: skip
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
+            while True:
+                assert process.poll() is None, process.communicate()[0]
+                assert time.monotonic() < deadline, "skinscan serve --workers 2 did not come up"
+                try:
+                    if client.get("/health").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                time.sleep(0.1)
+            assert upload(client, lesion_bytes()).json()["status"] == "ok"
+    finally:
+        process.terminate()
+        output = process.communicate(timeout=30)[0]
+    assert process.returncode == 0, output
+    assert output.count("Finished server process") == 2, output
+
+
+def test_worker_sockets_share_a_port_no_one_else_holds() -> None:
+    from skinscan.api.workers import can_share_port, listening_socket
+
+    if not can_share_port():
+        pytest.skip("SO_REUSEPORT spreads connections on Linux only")
+    first = listening_socket("127.0.0.1", 0)
+    port = first.getsockname()[1]
+    second = listening_socket("127.0.0.1", port)
+    for sock in (first, second):
+        assert sock.proto == socket.IPPROTO_TCP  # so that asyncio turns Nagle off on the connections
+        sock.close()
+    with socket.socket() as taken:  # someone else's server
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        for share in (True, False):
+            with pytest.raises(OSError):
+                listening_socket("127.0.0.1", taken.getsockname()[1], share=share)
 
 
 def test_skinscan_serve_without_a_model_fails_cleanly(tmp_path: Path) -> None:

@@ -40,17 +40,21 @@ class EngineSlot:
         self._status = "ready"
 
 
-def get_settings(request: Request) -> Settings:
+# The dependencies are coroutines, though none of them waits for anything: FastAPI runs a plain function dependency
+# in its threadpool, a thread hop per dependency per request.
+
+
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_slot(request: Request) -> EngineSlot:
+async def get_slot(request: Request) -> EngineSlot:
     slot: EngineSlot = request.app.state.engine_slot
     return slot
 
 
-def get_engine(slot: Annotated[EngineSlot, Depends(get_slot)]) -> Engine:
+async def get_engine(slot: Annotated[EngineSlot, Depends(get_slot)]) -> Engine:
     """The loaded engine, or 503 while it is still loading (or failed to load)."""
     if slot.engine is None:
         detail = "the model is still loading; try again in a moment" if slot.status == "loading" else slot.error
@@ -58,7 +62,12 @@ def get_engine(slot: Annotated[EngineSlot, Depends(get_slot)]) -> Engine:
     return slot.engine
 
 
-def require_api_key(request: Request, settings: Annotated[Settings, Depends(get_settings)]) -> None:
+async def require_api_key(request: Request, settings: Annotated[Settings, Depends(get_settings)]) -> None:
+    """`check_api_key` as a dependency."""
+    check_api_key(request, settings)
+
+
+def check_api_key(request: Request, settings: Settings) -> None:
     """401 unless the request carries the configured API key (a no-op when none is configured)."""
     if settings.api_key is None:
         return

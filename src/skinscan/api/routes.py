@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 
 from skinscan import DISCLAIMER, __version__
-from skinscan.api.deps import EngineSlot, get_engine, get_settings, get_slot, require_api_key
+from skinscan.api.deps import EngineSlot, check_api_key, get_engine, get_settings, get_slot, require_api_key
 from skinscan.api.errors import describe_error
 from skinscan.api.multipart import Upload, UploadLimits, read_uploads
 from skinscan.api.schemas import BatchItem, BatchOut, EndpointOut, ErrorOut, HealthOut, InfoOut, ModelRef, PredictionOut
@@ -104,7 +104,7 @@ def _elapsed_ms(start: float) -> float:
 async def index(request: Request, settings: SettingsDep, slot: SlotDep) -> Any:
     if prefers_html(request.headers.get("accept", "")):
         return FileResponse(STATIC_DIR / "index.html", headers=PAGE_HEADERS)
-    require_api_key(request, settings)
+    check_api_key(request, settings)
     model = None
     if slot.engine is not None:
         spec = slot.engine.spec

@@ -31,24 +31,27 @@ def serve(settings: Settings) -> int:
     """Serve until interrupted. A missing model fails here, before the server starts.
 
     Returns:
-        The exit status: 0 after a clean shutdown.
+        The exit status: 0 after a clean shutdown, 1 when several workers cannot bind the address.
     """
     import uvicorn
 
+    from skinscan.api.protocol import NoDelayProtocol
+    from skinscan.api.workers import APP_FACTORY, can_share_port, run_workers
+
     settings = settings.model_copy(update={"model": str(resolve_model_path(settings.model))})
     print(f"skinscan {__version__}: serving {settings.model} at {settings.base_url}/ (Ctrl+C stops)", file=sys.stderr)
+    options: dict[str, Any] = {"http": NoDelayProtocol, "ws": "none", "lifespan": "on", "server_header": False}
     if settings.workers > 1:
         if settings.threads is None:  # share the cores between the workers' model runs instead of oversubscribing
             settings = settings.model_copy(update={"threads": max(1, (os.cpu_count() or 1) // settings.workers)})
         # each worker process builds its own app (and engine) from the environment
         os.environ.update(settings_env(settings))
-        app: Any = "skinscan.api.app:app_from_env"
-    else:
-        from skinscan.api.app import create_app
+        if can_share_port():
+            return run_workers(settings.workers, settings.host, settings.port, options)
+        uvicorn.run(APP_FACTORY, host=settings.host, port=settings.port, factory=True, workers=settings.workers,
+                    **options)  # fmt: skip
+        return 0
+    from skinscan.api.app import create_app
 
-        app = create_app(settings=settings)
-    uvicorn.run(
-        app, host=settings.host, port=settings.port, factory=settings.workers > 1,
-        workers=settings.workers if settings.workers > 1 else None, ws="none", lifespan="on", server_header=False,
-    )  # fmt: skip
+    uvicorn.run(create_app(settings=settings), host=settings.host, port=settings.port, **options)
     return 0
