@@ -13,7 +13,7 @@ onnx = pytest.importorskip("onnx")
 
 from skinscan.calibrate import FeatureGaussian  # noqa: E402
 from skinscan.engine import Engine  # noqa: E402
-from skinscan.export import ExportModule  # noqa: E402
+from skinscan.export import OOD_QUANTILE, ExportModule, ood_thresholds  # noqa: E402
 from skinscan.spec import METADATA_KEY, ModelSpec  # noqa: E402
 from skinscan.train import load_checkpoint  # noqa: E402
 
@@ -25,14 +25,16 @@ def test_onnx_outputs_equal_pytorch(tiny_checkpoint: Path, tiny_model_dir: Path)
     logit, cam, ood = engine.run(x)
     with torch.no_grad():
         t = torch.from_numpy(x)
-        maps = model.feature_maps(t)
+        maps, texture = model.maps_and_texture(t)
         pooled = model.pool(maps)
         np.testing.assert_allclose(logit, model(t).numpy(), rtol=1e-4, atol=1e-5)
         np.testing.assert_allclose(cam, model.cam(maps, pooled).numpy(), rtol=1e-4, atol=1e-4)
-    g = ckpt["feature_gaussian"]
-    gaussian = FeatureGaussian(g["mean"].astype(np.float64), g["components"].astype(np.float64),
-                               g["basis"].astype(np.float64), g["residual_scale"])  # fmt: skip
-    np.testing.assert_allclose(ood, gaussian.distance(pooled.numpy()), rtol=1e-3, atol=1e-4)
+    # the input-check score: the larger of the two distances, each over its validation quantile
+    thresholds = ood_thresholds(ckpt, OOD_QUANTILE)
+    features = FeatureGaussian.from_dict(ckpt["feature_gaussian"]).distance(pooled.numpy()) / thresholds["ood"]
+    textures = FeatureGaussian.from_dict(ckpt["texture_gaussian"]).distance(texture.numpy()) / thresholds["texture"]
+    np.testing.assert_allclose(ood, np.maximum(features, textures), rtol=1e-3, atol=1e-4)
+    assert engine.spec.ood_threshold == 1.5  # the margin the fixture exported with, over a score scaled to 1
 
 
 def test_spec_travels_in_the_onnx_file_and_beside_it(tiny_model_dir: Path) -> None:
@@ -53,6 +55,6 @@ def test_engine_reads_the_embedded_spec_without_model_json(tiny_model_dir: Path,
 
 def test_export_without_feature_statistics_still_works(tiny_checkpoint: Path) -> None:
     model, _ = load_checkpoint(tiny_checkpoint)
-    module = ExportModule(model, None)
+    module = ExportModule(model, None)  # a checkpoint from before the input checks were fitted
     logit, _, ood = module(torch.zeros(1, 3, 64, 64))
     assert logit.shape == (1,) and ood.shape == (1,)

@@ -33,6 +33,11 @@ def test_forward_cam_and_features(name: str) -> None:
     assert cam.shape[0] == 2 and cam.ndim == 3
     if name != "seed-cnn":  # global average pooling: the logit is the mean of the class activation map
         torch.testing.assert_close(cam.mean(dim=(1, 2)), logit, rtol=1e-4, atol=1e-4)
+    with torch.no_grad():
+        same_maps, texture = model.maps_and_texture(x)
+    torch.testing.assert_close(same_maps, maps)
+    assert texture.shape[0] == 2 and texture.shape[1] % 2 == 0  # a mean and a spread per channel
+    assert torch.isfinite(texture).all()
 
 
 def test_seed_cnn_is_the_seed_architecture() -> None:

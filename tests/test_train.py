@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 
 from skinscan.errors import DataError  # noqa: E402
-from skinscan.train import load_checkpoint, train  # noqa: E402
+from skinscan.train import load_checkpoint, make_scheduler, refit, train  # noqa: E402
 from skinscan.train_config import TrainConfig, config_from  # noqa: E402
 
 
@@ -31,7 +32,8 @@ def test_training_writes_a_complete_checkpoint(tiny_checkpoint: Path) -> None:
     assert ckpt["config"]["model"] == "tiny-cnn"  # the config travels with the weights
     assert 0.0 < ckpt["threshold"] < 1.0 and ckpt["temperature"] > 0
     assert ckpt["val_auc"] > 0.9  # the synthetic classes are easy: a real training run learns them
-    assert len(ckpt["val_keys"]) == ckpt["val_n"] == len(ckpt["val_ood_distance"])
+    assert len(ckpt["val_keys"]) == ckpt["val_n"] == len(ckpt["val_ood_distance"]) == len(ckpt["val_texture_distance"])
+    assert ckpt["feature_gaussian"]["mean"].shape == (32,) and ckpt["texture_gaussian"]["mean"].shape == (64,)
     assert set(ckpt["val_keys"]).isdisjoint({r for r in ckpt.get("train_keys", [])})
 
 
@@ -73,3 +75,44 @@ def test_unreadable_image_stops_before_training_or_is_skipped(synthetic_data: Pa
     with pytest.warns(SkippedRecords, match=r"broken\.jpg"):
         best = train(_cfg(data, tmp_path / "out2", max_steps=1, epochs=1, skip_bad=True))
     assert best.is_file()
+
+
+def test_cosine_schedule_with_weight_average_and_time_limit(synthetic_data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "cos"
+    best = train(_cfg(synthetic_data, out, epochs=3, schedule="cosine", warmup_epochs=1, ema=0.9, max_steps=3))
+    history = json.loads((out / "history.json").read_text())
+    assert len(history) == 3 and history[0]["lr"] > history[1]["lr"] > history[2]["lr"]  # decays after warmup
+    assert torch.load(out / "last.pt", weights_only=False)["ema"] is not None
+    _, ckpt = load_checkpoint(best)
+    assert 0.0 < ckpt["threshold"] < 1.0
+    stopped = train(_cfg(synthetic_data, tmp_path / "limited", epochs=50, time_limit=1e-6, max_steps=1))
+    assert len(torch.load(stopped, weights_only=False)["history"]) == 1  # stops after the first epoch
+
+
+def test_cosine_learning_rate_shape() -> None:
+    model = torch.nn.Linear(2, 1)
+    opt = torch.optim.AdamW(model.parameters(), lr=1.0)
+    sched = make_scheduler(opt, TrainConfig(schedule="cosine", epochs=10, warmup_epochs=1), steps_per_epoch=10)
+    lrs = []
+    for _ in range(100):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs[0] == pytest.approx(0.01) and max(lrs) == pytest.approx(1.0) and lrs[-1] < 0.02
+    with pytest.raises(ValueError, match="valid: cosine, plateau"):
+        make_scheduler(opt, TrainConfig(schedule="step"), steps_per_epoch=10)
+
+
+def test_refit_on_the_original_images_of_the_same_split(
+    tiny_checkpoint: Path, synthetic_data: Path, tmp_path: Path
+) -> None:
+    out = refit(tiny_checkpoint, tmp_path / "refit.pt")
+    _, before = load_checkpoint(tiny_checkpoint)
+    _, after = load_checkpoint(out)
+    assert after["val_keys"] == before["val_keys"] and after["refit"]["feature_images"] == len(before["train_keys"])
+    np.testing.assert_allclose(after["val_logits"], before["val_logits"], rtol=1e-5, atol=1e-5)  # same images
+    other = torch.load(tiny_checkpoint, weights_only=False)
+    other["config"]["seed"] = 1  # another split of the same data
+    torch.save(other, tmp_path / "other.pt")
+    with pytest.raises(DataError, match="do not give the split"):
+        refit(tmp_path / "other.pt", tmp_path / "never.pt")

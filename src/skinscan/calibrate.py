@@ -4,6 +4,7 @@ distribution behind the "is this a skin lesion at all" check (numpy, no torch)."
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy.optimize import minimize
@@ -69,6 +70,24 @@ class FeatureGaussian:
     components: np.ndarray  # (d, k), columns scaled by 1/sqrt(eigenvalue)
     basis: np.ndarray  # (d, k) orthonormal principal directions
     residual_scale: float  # 1 / mean of the remaining eigenvalues
+
+    def to_dict(self) -> dict[str, Any]:
+        """float32 arrays for a checkpoint (a few hundred kB)."""
+        return {
+            "mean": self.mean.astype(np.float32),
+            "components": self.components.astype(np.float32),
+            "basis": self.basis.astype(np.float32),
+            "residual_scale": self.residual_scale,
+        }
+
+    @classmethod
+    def from_dict(cls, g: dict[str, Any]) -> FeatureGaussian:
+        return cls(
+            mean=np.asarray(g["mean"], dtype=np.float64),
+            components=np.asarray(g["components"], dtype=np.float64),
+            basis=np.asarray(g["basis"], dtype=np.float64),
+            residual_scale=float(g["residual_scale"]),
+        )
 
     def distance(self, features: np.ndarray) -> np.ndarray:
         centred = np.asarray(features, dtype=np.float64) - self.mean

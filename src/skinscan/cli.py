@@ -126,10 +126,10 @@ def _add_export(sub: Any) -> None:
     p.add_argument(
         "--ood-quantile",
         type=float,
-        default=0.99,
-        help="validation quantile of the feature distance above which images are refused",
+        default=0.999,  # export.OOD_QUANTILE (not imported: the CLI loads torch only when it runs a command)
+        help="validation quantile of each input-check distance (features, texture) above which images are refused",
     )
-    p.add_argument("--ood-margin", type=float, default=1.0, help="multiplies that distance threshold")
+    p.add_argument("--ood-margin", type=float, default=1.0, help="multiplies those distance thresholds")
     p.add_argument(
         "--metrics",
         action="append",
@@ -165,6 +165,32 @@ def _run_export(args: argparse.Namespace) -> int:
         command=command,
     )
     print(f"exported {spec.id} (threshold {spec.threshold:.3f}, temperature {spec.temperature:.3f}) to {args.out}")
+    return 0
+
+
+# --- refit ------------------------------------------------------------------------------------------
+
+
+def _add_refit(sub: Any) -> None:
+    p = sub.add_parser(
+        "refit",
+        help="refit calibration, threshold and input checks of a checkpoint on its validation images (needs [train])",
+        description="Refit a checkpoint's validation-only extras on the original images of its own split "
+        "(for a model trained from a compressed pack on another machine).",
+    )
+    p.add_argument("checkpoint", help="a best.pt written by skinscan train")
+    p.add_argument("--out", required=True, help="the refitted checkpoint to write")
+    p.add_argument(
+        "--feature-images", type=int, default=0, help="training images for the input-check Gaussians (0 = all)"
+    )
+    p.set_defaults(func=_run_refit)
+
+
+def _run_refit(args: argparse.Namespace) -> int:
+    _require("torch")
+    from skinscan.train import refit
+
+    refit(args.checkpoint, args.out, args.feature_images)
     return 0
 
 
@@ -284,7 +310,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 _COMMANDS: list[Callable[[Any], None]] = [
-    _add_predict, _add_serve, _add_evaluate, _add_train, _add_export, _add_import_keras, _add_models, _add_gui,
+    _add_predict, _add_serve, _add_evaluate, _add_train, _add_export, _add_refit, _add_import_keras, _add_models,
+    _add_gui,
 ]  # fmt: skip
 
 

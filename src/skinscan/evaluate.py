@@ -46,7 +46,8 @@ class Scorer:
     def _from_checkpoint(self, path: str) -> None:
         import torch
 
-        from skinscan.calibrate import Calibration, FeatureGaussian
+        from skinscan.calibrate import Calibration
+        from skinscan.export import OOD_QUANTILE, ExportModule, ood_thresholds
         from skinscan.train import load_checkpoint
 
         net, ckpt = load_checkpoint(path)
@@ -61,27 +62,15 @@ class Scorer:
         )
         self.threshold = float(ckpt.get("threshold", 0.5))
         self.calibrate = Calibration(ckpt.get("temperature", 1.0), ckpt.get("logit_bias", 0.0)).apply
-        g = ckpt.get("feature_gaussian")
-        gaussian = (
-            FeatureGaussian(
-                mean=np.asarray(g["mean"], dtype=np.float64),
-                components=np.asarray(g["components"], dtype=np.float64),
-                basis=np.asarray(g["basis"], dtype=np.float64),
-                residual_scale=float(g["residual_scale"]),
-            )
-            if g
-            else None
-        )
-        dist = ckpt.get("val_ood_distance")
-        self.ood_threshold = float(np.quantile(dist, 0.99)) if dist else None
+        # the exported graph in torch: the same input-check score and thresholds as `skinscan export`
+        module = ExportModule(net, ckpt).eval()
+        self.ood_threshold = 1.0 if ood_thresholds(ckpt, OOD_QUANTILE) else None
         self.quality = QualityLimits(**ckpt["quality_limits"]) if "quality_limits" in ckpt else QualityLimits()
 
         @torch.no_grad()
         def run(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            pooled = net.pool(net.feature_maps(torch.from_numpy(batch)))
-            logits = net.logit(pooled).squeeze(1).numpy()
-            ood = gaussian.distance(pooled.numpy()) if gaussian else np.zeros(len(logits))
-            return logits, ood
+            logit, _, ood = module(torch.from_numpy(batch))
+            return logit.numpy(), ood.numpy()
 
         self.batch_fn = run
 

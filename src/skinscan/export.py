@@ -21,6 +21,7 @@ from skinscan.spec import METADATA_KEY, ModelSpec, write_spec
 from skinscan.train import load_checkpoint
 
 OPSET = 17
+OOD_QUANTILE = 0.999  # of validation distances: refuses about 1 in 1,000 real dermoscopy images per check
 LICENSE_NOTE = {
     "ham10000": "HAM10000 (CC BY-NC-SA 4.0, Tschandl et al. 2018): research and non-commercial use only",
     "isic-mvb": "Kaggle 'Skin Cancer: Malignant vs. Benign' (ISIC archive images, CC BY-NC / CC0 mix)",
@@ -31,34 +32,69 @@ INTENDED_USE = (
 )
 
 
+class GaussianDistance(nn.Module):
+    """calibrate.FeatureGaussian.distance inside the graph, divided by its validation threshold."""
+
+    mean: torch.Tensor
+    components: torch.Tensor
+    basis: torch.Tensor
+
+    def __init__(self, g: dict[str, Any] | None, dim: int, threshold: float | None) -> None:
+        super().__init__()
+        g = g or {"mean": np.zeros(dim), "components": np.zeros((dim, 1)), "basis": np.zeros((dim, 1))}
+        self.register_buffer("mean", torch.as_tensor(np.asarray(g["mean"]), dtype=torch.float32))
+        self.register_buffer("components", torch.as_tensor(np.asarray(g["components"]), dtype=torch.float32))
+        self.register_buffer("basis", torch.as_tensor(np.asarray(g["basis"]), dtype=torch.float32))
+        self.residual_scale = float(g.get("residual_scale", 0.0))
+        self.scale = 1.0 / threshold if threshold else 1.0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        centred = x - self.mean
+        whitened = centred @ self.components
+        residual = centred - (centred @ self.basis) @ self.basis.t()
+        d2 = (whitened**2).sum(1) + (residual**2).sum(1) * self.residual_scale
+        return torch.sqrt(d2 / self.mean.shape[0]) * self.scale
+
+
+def ood_thresholds(ckpt: dict[str, Any], quantile: float) -> dict[str, float]:
+    """Each input-check distance's threshold: its `quantile` over the validation images."""
+    found = {}
+    for name in ("ood", "texture"):
+        dist = ckpt.get(f"val_{name}_distance")
+        if dist:
+            found[name] = float(np.quantile(dist, quantile))
+    return found
+
+
 class ExportModule(nn.Module):
-    """The graph that ships: normalised images in; logit, CAM and OOD distance out."""
+    """The graph that ships: normalised images in; logit, CAM and the input-check score out.
 
-    ood_mean: torch.Tensor
-    ood_components: torch.Tensor
-    ood_basis: torch.Tensor
+    The score is the larger of two distances to the training images, each divided by its threshold (so
+    above 1 means "not like anything the model was trained on"): of the pooled features (what the image
+    shows) and of intermediate-layer texture statistics (noise, blank, text and other photographs).
+    """
 
-    def __init__(self, model: Classifier, gaussian: dict[str, Any] | None) -> None:
+    def __init__(self, model: Classifier, ckpt: dict[str, Any] | None, quantile: float = OOD_QUANTILE) -> None:
         super().__init__()
         self.model = model
-        dim = model.pool(model.feature_maps(torch.zeros(1, 3, model.info.input_size, model.info.input_size))).shape[1]
-        g = gaussian or {"mean": np.zeros(dim), "components": np.zeros((dim, 1)), "basis": np.zeros((dim, 1))}
-        self.register_buffer("ood_mean", torch.as_tensor(np.asarray(g["mean"]), dtype=torch.float32))
-        self.register_buffer("ood_components", torch.as_tensor(np.asarray(g["components"]), dtype=torch.float32))
-        self.register_buffer("ood_basis", torch.as_tensor(np.asarray(g["basis"]), dtype=torch.float32))
-        self.ood_residual_scale = float(g.get("residual_scale", 0.0))
+        ckpt = ckpt or {}
+        size = model.info.input_size
+        maps, texture = model.maps_and_texture(torch.zeros(1, 3, size, size))
+        thresholds = ood_thresholds(ckpt, quantile)
+        dim = model.pool(maps).shape[1]
+        self.features = GaussianDistance(ckpt.get("feature_gaussian"), dim, thresholds.get("ood"))
+        texture_gaussian = ckpt.get("texture_gaussian")
+        self.texture = GaussianDistance(texture_gaussian, texture.shape[1], thresholds.get("texture"))
+        self.use_texture = texture_gaussian is not None
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        maps = self.model.feature_maps(x)
+        maps, texture = self.model.maps_and_texture(x)
         pooled = self.model.pool(maps)
         logit = self.model.logit(pooled).squeeze(1)
         cam = self.model.cam(maps, pooled)
-        # same formula as calibrate.FeatureGaussian.distance, inside the graph so serving needs no extra files
-        centred = pooled - self.ood_mean
-        whitened = centred @ self.ood_components
-        residual = centred - (centred @ self.ood_basis) @ self.ood_basis.t()
-        d2 = (whitened**2).sum(1) + (residual**2).sum(1) * self.ood_residual_scale
-        ood = torch.sqrt(d2 / self.ood_mean.shape[0])
+        ood = self.features(pooled)
+        if self.use_texture:
+            ood = torch.maximum(ood, self.texture(texture))
         return logit, cam, ood
 
 
@@ -110,8 +146,9 @@ def build_spec(
     command: str,
 ) -> ModelSpec:
     pre = ckpt.get("preprocess", {})
-    val_dist = ckpt.get("val_ood_distance")
-    ood_threshold = float(np.quantile(val_dist, ood_quantile)) * ood_margin if val_dist else None
+    thresholds = ood_thresholds(ckpt, ood_quantile)
+    # the graph divides each distance by its threshold, so the score's own threshold is the margin
+    ood_threshold = ood_margin if thresholds else None
     names = [Path(p).name for p in ckpt.get("data", {}).get("sources", [])]
     return ModelSpec(
         id=f"{model.info.name}-{weights_hash[:10]}",
@@ -134,6 +171,7 @@ def build_spec(
             "val_auc": ckpt.get("val_auc"),
             "ood_quantile": ood_quantile,
             "ood_margin": ood_margin,
+            "ood_distance_thresholds": thresholds,
         },
         metrics=metrics or {},
         created=dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -151,7 +189,7 @@ def export_model(
     out_dir: str | Path,
     *,
     version: str = "1.0.0",
-    ood_quantile: float = 0.99,
+    ood_quantile: float = OOD_QUANTILE,
     ood_margin: float = 1.0,
     metrics: dict[str, Any] | None = None,
     command: str = "",
@@ -165,7 +203,7 @@ def export_model(
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    module = ExportModule(model.eval(), ckpt.get("feature_gaussian"))
+    module = ExportModule(model.eval(), ckpt, ood_quantile)
     raw = to_onnx_bytes(module, model.info.input_size)
     proto = onnx.load_from_string(raw)
     weights_hash = hashlib.sha256(b"".join(t.raw_data for t in proto.graph.initializer)).hexdigest()

@@ -37,6 +37,12 @@ class Classifier(nn.Module):
     def feature_maps(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def maps_and_texture(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Feature maps, and texture statistics (per-channel mean and spread of activations) that the
+        input checks compare with training images. Networks with richer intermediate layers override it."""
+        maps = self.feature_maps(x)
+        return maps, channel_stats(maps)
+
     def pool(self, maps: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
@@ -49,6 +55,13 @@ class Classifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.logit(self.pool(self.feature_maps(x))).squeeze(1)
+
+
+def channel_stats(x: torch.Tensor) -> torch.Tensor:
+    """Per-channel mean and standard deviation over the spatial positions (N x 2C)."""
+    mean = x.mean(dim=(2, 3))
+    var = (x * x).mean(dim=(2, 3)) - mean * mean
+    return torch.cat([mean, torch.sqrt(var.clamp(min=0.0) + 1e-6)], dim=1)
 
 
 _REGISTRY: dict[str, Callable[..., Classifier]] = {}
@@ -136,6 +149,8 @@ def _seed_cnn(pretrained: bool = False, dropout: float = 0.5) -> Classifier:
 # bottom/right more for stride 2): the weights were trained with it.
 
 # (repeats, kernel, stride, expand, in, out) from efficientnet_lite_builder.py
+_TEXTURE_BLOCKS = (4, 10)  # last blocks of the 40- and 112-channel stages
+
 _LITE0_BLOCKS = [
     (1, 3, 1, 1, 32, 16),
     (2, 3, 2, 6, 16, 24),
@@ -243,10 +258,18 @@ class EfficientNetLite0(Classifier):
         assert set(missing) == {"_fc.weight", "_fc.bias"} and not unexpected, (missing, unexpected)
 
     def feature_maps(self, x: torch.Tensor) -> torch.Tensor:
+        return self.maps_and_texture(x)[0]
+
+    def maps_and_texture(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # Texture from the ends of the 40- and 112-channel stages: low and middle-level statistics
+        # (noise, blank, text, fur, grass) that the last, semantic layer can map close to skin.
         x = F.relu6(self._bn0(self._conv_stem(x)))
-        for block in self._blocks:
+        stats = []
+        for i, block in enumerate(self._blocks):
             x = block(x)
-        return F.relu6(self._bn1(self._conv_head(x)))
+            if i in _TEXTURE_BLOCKS:
+                stats.append(channel_stats(x))
+        return F.relu6(self._bn1(self._conv_head(x))), torch.cat(stats, dim=1)
 
     def pool(self, maps: torch.Tensor) -> torch.Tensor:
         return maps.mean(dim=(2, 3))

@@ -24,7 +24,7 @@ from skinscan.errors import DataError, InvalidImageError
 from skinscan.models import Classifier, EfficientNetLite0, create_model
 from skinscan.preprocess import PreprocessSpec, prepare_pixels
 from skinscan.quality import fit_quality_limits, measure_quality
-from skinscan.train_config import TrainConfig
+from skinscan.train_config import TrainConfig, config_from
 
 # --- data -------------------------------------------------------------------------------------------
 
@@ -121,15 +121,17 @@ def eval_tensor(pixels: np.ndarray, spec: PreprocessSpec, device: torch.device |
 @torch.no_grad()
 def predict_logits(
     model: Classifier, pixels: np.ndarray, spec: PreprocessSpec, device: torch.device, batch_size: int = 64
-) -> tuple[np.ndarray, np.ndarray]:
-    """Logits and pooled features of cached pixels, without augmentation."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Logits, pooled features and texture statistics of cached pixels, without augmentation."""
     model.eval()
-    logits, feats = [], []
+    logits, feats, textures = [], [], []
     for i in range(0, len(pixels), batch_size):
-        pooled = model.pool(model.feature_maps(eval_tensor(pixels[i : i + batch_size], spec, device)))
+        maps, texture = model.maps_and_texture(eval_tensor(pixels[i : i + batch_size], spec, device))
+        pooled = model.pool(maps)
         logits.append(model.logit(pooled).squeeze(1).float().cpu().numpy())
         feats.append(pooled.float().cpu().numpy())
-    return np.concatenate(logits), np.concatenate(feats)
+        textures.append(texture.float().cpu().numpy())
+    return np.concatenate(logits), np.concatenate(feats), np.concatenate(textures)
 
 
 def _auc(labels: np.ndarray, scores: np.ndarray) -> float:
@@ -228,7 +230,7 @@ class Trainer:
         return self.ema.module if self.ema is not None else self.model  # type: ignore[return-value]
 
     def validate(self) -> dict[str, float]:
-        logits, _ = predict_logits(self.scored_model, self.val_set.pixels, self.spec, self.device)
+        logits, _, _ = predict_logits(self.scored_model, self.val_set.pixels, self.spec, self.device)
         y = self.val_set.labels
         t = torch.from_numpy(logits)
         pw = torch.tensor(self.pos_weight)
@@ -355,18 +357,19 @@ def write_history(history: list[dict[str, float]], out: Path) -> None:
 def finalize(
     model: Classifier, cfg: TrainConfig, train: Prepared, val: Prepared, device: torch.device
 ) -> dict[str, Any]:
-    """Fit on validation predictions of the best model: calibration, threshold, OOD distance threshold."""
+    """Fit on validation predictions of the best model: calibration, threshold, and the input checks
+    (Gaussians of training features and textures, the validation distances that set their thresholds,
+    quality limits)."""
     spec = preprocess_spec_for(model)
-    val_logits, val_feats = predict_logits(model, val.pixels, spec, device)
+    val_logits, val_feats, val_texture = predict_logits(model, val.pixels, spec, device)
     calibration = fit_calibration(val_logits, val.labels)
     val_prob = calibration.apply(val_logits)
     threshold = choose_threshold(val_prob, val.labels, cfg.target_sensitivity)
     rng = np.random.default_rng(cfg.seed)
-    n = min(cfg.feature_images, len(train.labels))
+    n = min(cfg.feature_images, len(train.labels)) if cfg.feature_images else len(train.labels)
     pick = np.sort(rng.choice(len(train.labels), size=n, replace=False))
-    _, train_feats = predict_logits(model, train.pixels[pick], spec, device)
-    gaussian = fit_feature_gaussian(train_feats)
-    val_dist = gaussian.distance(val_feats)
+    _, train_feats, train_texture = predict_logits(model, train.pixels[pick], spec, device)
+    features, texture = fit_feature_gaussian(train_feats), fit_feature_gaussian(train_texture)
     limits = fit_quality_limits([measure_quality(p) for p in np.concatenate([val.pixels, train.pixels[pick]])])
     return {
         "quality_limits": asdict(limits),
@@ -379,14 +382,39 @@ def finalize(
         "val_keys": [r.key for r in val.records],
         "val_logits": val_logits.tolist(),
         "val_labels": val.labels.tolist(),
-        "val_ood_distance": val_dist.tolist(),
-        "feature_gaussian": {
-            "mean": gaussian.mean.astype(np.float32),
-            "components": gaussian.components.astype(np.float32),
-            "basis": gaussian.basis.astype(np.float32),
-            "residual_scale": gaussian.residual_scale,
-        },
+        "val_ood_distance": features.distance(val_feats).tolist(),
+        "val_texture_distance": texture.distance(val_texture).tolist(),
+        "feature_gaussian": features.to_dict(),
+        "texture_gaussian": texture.to_dict(),
     }
+
+
+def refit(checkpoint: str | Path, out: str | Path, feature_images: int = 0) -> Path:
+    """Refit a checkpoint's validation-only extras (calibration, threshold, input checks) on the original
+    images of its own split: for a model trained elsewhere from a compressed pack of them (see
+    experiments/gpu). The data must give exactly the checkpoint's split.
+
+    Returns:
+        The path of the refitted checkpoint.
+    """
+    model, ckpt = load_checkpoint(checkpoint)
+    cfg = config_from(None, **{**ckpt["config"], "feature_images": feature_images})
+    train_records, val_records, _ = gather_records(cfg)
+    if {r.key for r in train_records} != set(ckpt["train_keys"]) or [r.key for r in val_records] != ckpt["val_keys"]:
+        raise DataError(f"the data in {cfg.data} do not give the split that {checkpoint} was trained on")
+    spec = preprocess_spec_for(model)
+    train_set = prepare(train_records, spec, cfg.skip_bad, "loading training images")
+    val_set = prepare(val_records, spec, cfg.skip_bad, "loading validation images")
+    extras = finalize(model, cfg, train_set, val_set, torch.device("cpu"))
+    refitted = {**ckpt, **extras, "refit": {"from": str(checkpoint), "feature_images": len(train_set.labels)}}
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(refitted, out)
+    tqdm.write(
+        f"refitted on {len(val_set.labels)} validation images: temperature {extras['temperature']:.3f}, "
+        f"threshold {extras['threshold']:.3f} (was {ckpt.get('threshold', float('nan')):.3f}) → {out}"
+    )
+    return out
 
 
 def train(cfg: TrainConfig) -> Path:
