@@ -30,3 +30,11 @@ $S evaluate $D/ham10000 --split test --model runs/kaggle-only/best.pt --out repo
 # 4. Ship: export with the test metrics in the model card.
 $S export runs/bundled/refit.pt --out models --version 1.1.0 \
   --metrics isic2018_test=reports/bundled-isic2018/metrics.json --metrics kaggle_test=reports/bundled-kaggle/metrics.json
+
+# 5. The 8-bit variant (models/int8): quantised from the float model, refitted on the same validation images,
+#    then evaluated on the same test sets and re-made with its own metrics attached (the same graph, bit for bit).
+$S quantize models --checkpoint runs/bundled/refit.pt --out models/int8
+$S evaluate $D/ham10000 --split test --model models/int8 --out reports/int8-isic2018
+$S evaluate $D/isic-mvb --split test --model models/int8 --out reports/int8-kaggle
+$S quantize models --checkpoint runs/bundled/refit.pt --out models/int8 \
+  --metrics isic2018_test=reports/int8-isic2018/metrics.json --metrics kaggle_test=reports/int8-kaggle/metrics.json

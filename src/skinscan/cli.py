@@ -130,6 +130,11 @@ def _add_export(sub: Any) -> None:
         help="validation quantile of each input-check distance (features, texture) above which images are refused",
     )
     p.add_argument("--ood-margin", type=float, default=1.0, help="multiplies those distance thresholds")
+    _add_metrics_option(p)
+    p.set_defaults(func=_run_export)
+
+
+def _add_metrics_option(p: Any) -> None:
     p.add_argument(
         "--metrics",
         action="append",
@@ -137,23 +142,28 @@ def _add_export(sub: Any) -> None:
         metavar="NAME=METRICS_JSON",
         help="attach test metrics (from skinscan evaluate) to the model card; repeatable",
     )
-    p.set_defaults(func=_run_export)
+
+
+def _read_metrics(items: list[str]) -> dict[str, Any]:
+    import json
+
+    metrics = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep:
+            raise ValueError(f"--metrics takes NAME=PATH, not {item!r}")
+        metrics[name] = json.loads(Path(path).read_text())
+    return metrics
 
 
 def _run_export(args: argparse.Namespace) -> int:
     _require("torch")
     _require("onnx")
-    import json
     import shlex
 
     from skinscan.export import export_checkpoint
 
-    metrics = {}
-    for item in args.metrics:
-        name, sep, path = item.partition("=")
-        if not sep:
-            raise ValueError(f"--metrics takes NAME=PATH, not {item!r}")
-        metrics[name] = json.loads(Path(path).read_text())
+    metrics = _read_metrics(args.metrics)
     command = "skinscan " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     spec = export_checkpoint(
         args.checkpoint,
@@ -191,6 +201,45 @@ def _run_refit(args: argparse.Namespace) -> int:
     from skinscan.train import refit
 
     refit(args.checkpoint, args.out, args.feature_images)
+    return 0
+
+
+# --- quantize ---------------------------------------------------------------------------------------
+
+
+def _add_quantize(sub: Any) -> None:
+    p = sub.add_parser(
+        "quantize",
+        help="make an 8-bit copy of an exported model, refitted on its validation images (needs [train])",
+        description="Quantise an exported model to 8 bits (about twice as fast on CPUs with VNNI) and refit its "
+        "calibration and thresholds on the validation split of the checkpoint it came from.",
+    )
+    p.add_argument("model", help="the exported float model (model.onnx or its folder)")
+    p.add_argument("--checkpoint", required=True, help="the best.pt it was exported from")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--calibration-images", type=int, default=256, help="training images that set activation ranges")
+    _add_metrics_option(p)
+    p.set_defaults(func=_run_quantize)
+
+
+def _run_quantize(args: argparse.Namespace) -> int:
+    _require("torch")
+    _require("onnx")
+    import shlex
+
+    from skinscan.quantize import quantize_model
+
+    command = "skinscan " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    spec = quantize_model(
+        args.model,
+        args.checkpoint,
+        args.out,
+        calibration_images=args.calibration_images,
+        metrics=_read_metrics(args.metrics),
+        command=command,
+    )
+    auc = spec.training_data["quantisation"]["val_auc"]
+    print(f"quantised {spec.id} (validation AUC {auc:.4f}, threshold {spec.threshold:.3f}) to {args.out}")
     return 0
 
 
@@ -310,8 +359,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 _COMMANDS: list[Callable[[Any], None]] = [
-    _add_predict, _add_serve, _add_evaluate, _add_train, _add_export, _add_refit, _add_import_keras, _add_models,
-    _add_gui,
+    _add_predict, _add_serve, _add_evaluate, _add_train, _add_export, _add_refit, _add_quantize, _add_import_keras,
+    _add_models, _add_gui,
 ]  # fmt: skip
 
 

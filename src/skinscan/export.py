@@ -206,29 +206,41 @@ def export_model(
     module = ExportModule(model.eval(), ckpt, ood_quantile)
     raw = to_onnx_bytes(module, model.info.input_size)
     proto = onnx.load_from_string(raw)
-    weights_hash = hashlib.sha256(b"".join(t.raw_data for t in proto.graph.initializer)).hexdigest()
     spec = build_spec(
         ckpt,
         model,
         version=version,
         ood_quantile=ood_quantile,
         ood_margin=ood_margin,
-        weights_hash=weights_hash,
+        weights_hash=weights_hash(proto),
         metrics=metrics,
         command=command,
     )
     cam = module(torch.zeros(1, 3, spec.input_size, spec.input_size))[1]
     spec = ModelSpec.from_dict({**spec.to_dict(), "cam_size": list(cam.shape[1:])})
+    save_model(proto, spec, out)
+    return spec
+
+
+def weights_hash(proto: Any) -> str:
+    """The hash of a graph's weights, behind the model id."""
+    return hashlib.sha256(b"".join(t.raw_data for t in proto.graph.initializer)).hexdigest()
+
+
+def save_model(proto: Any, spec: ModelSpec, out: Path) -> None:
+    """Write out/model.onnx with the spec embedded as metadata, and out/model.json beside it."""
+    import onnx
+
     del proto.metadata_props[:]
     entry = proto.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, spec.to_json()
     proto.producer_name = "skinscan"
     onnx.checker.check_model(proto)
+    out.mkdir(parents=True, exist_ok=True)
     tmp = out / "model.onnx.tmp"
     tmp.write_bytes(proto.SerializeToString())
     tmp.replace(out / "model.onnx")
     write_spec(spec, out / "model.json")
-    return spec
 
 
 def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, **kwargs: Any) -> ModelSpec:

@@ -389,6 +389,19 @@ def finalize(
     }
 
 
+def checkpoint_split(ckpt: dict[str, Any], cfg: TrainConfig | None = None) -> tuple[list[Record], list[Record]]:
+    """The training and validation records a checkpoint was trained on, read again from its data.
+
+    Raises:
+        DataError: the data no longer give exactly that split.
+    """
+    cfg = cfg or config_from(None, **ckpt["config"])
+    train_records, val_records, _ = gather_records(cfg)
+    if {r.key for r in train_records} != set(ckpt["train_keys"]) or [r.key for r in val_records] != ckpt["val_keys"]:
+        raise DataError(f"the data in {cfg.data} do not give the split that this checkpoint was trained on")
+    return train_records, val_records
+
+
 def refit(checkpoint: str | Path, out: str | Path, feature_images: int = 0) -> Path:
     """Refit a checkpoint's validation-only extras (calibration, threshold, input checks) on the original
     images of its own split: for a model trained elsewhere from a compressed pack of them (see
@@ -399,9 +412,7 @@ def refit(checkpoint: str | Path, out: str | Path, feature_images: int = 0) -> P
     """
     model, ckpt = load_checkpoint(checkpoint)
     cfg = config_from(None, **{**ckpt["config"], "feature_images": feature_images})
-    train_records, val_records, _ = gather_records(cfg)
-    if {r.key for r in train_records} != set(ckpt["train_keys"]) or [r.key for r in val_records] != ckpt["val_keys"]:
-        raise DataError(f"the data in {cfg.data} do not give the split that {checkpoint} was trained on")
+    train_records, val_records = checkpoint_split(ckpt, cfg)
     spec = preprocess_spec_for(model)
     train_set = prepare(train_records, spec, cfg.skip_bad, "loading training images")
     val_set = prepare(val_records, spec, cfg.skip_bad, "loading validation images")
