@@ -11,10 +11,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from common import percentiles, sample_inputs, time_calls, write_results
+from common import ROOT, percentiles, sample_inputs, time_calls, write_results
 
 TARGET_MS = {"jpeg_224": 10.0, "jpeg_12mp": 60.0}
 
@@ -46,6 +48,7 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="model.onnx or its folder (default: the bundled model)")
     parser.add_argument("--repeat", type=int, default=60, help="timed calls per input (a third of it for 12 MP)")
     parser.add_argument("--quick", action="store_true", help="a seconds-long smoke run")
+    parser.add_argument("--int8", default=str(ROOT / "models" / "int8"), help="the 8-bit variant ('' leaves it out)")
     args = parser.parse_args()
     if args.quick:
         args.repeat = 6
@@ -62,6 +65,15 @@ def main() -> None:
         for heat in (False, True):
             samples = time_calls(lambda d=data, h=heat: engine.predict(d, heatmap=h), repeat)
             latency[f"{name}{' +heatmap' if heat else ''}"] = percentiles(samples)
+    int8: dict[str, Any] = {}
+    if args.int8 and Path(args.int8).exists():
+        fast = Engine(args.int8)
+        int8["model"] = fast.spec.id
+        for name in ("jpeg_224", "jpeg_12mp"):
+            repeat = args.repeat if "12mp" not in name else max(3 if args.quick else 10, args.repeat // 3)
+            for heat in (False, True):
+                samples = time_calls(lambda d=inputs[name], h=heat: fast.predict(d, heatmap=h), repeat)
+                int8[f"{name}{' +heatmap' if heat else ''}"] = percentiles(samples)
     size = engine.spec.input_size
     throughput = {}
     for batch in (1, 8, 32):
@@ -114,12 +126,22 @@ def main() -> None:
                                 f"{'met' if t['met'] else 'missed (see profile.md)'}"
                                 for name, t in targets.items()) + ".",
     ]  # fmt: skip
+    if int8:
+        table += [
+            "",
+            f"8-bit variant ({int8['model']}, same inputs, same process):",
+            "",
+            "| input | median ms | p90 ms | p99 ms | float median / int8 median |",
+            "|---|---|---|---|---|",
+            *[f"| {k} | {v['median_ms']} | {v['p90_ms']} | {v['p99_ms']} | "
+              f"{latency[k]['median_ms'] / v['median_ms']:.2f}× |" for k, v in int8.items() if k != "model"],
+        ]  # fmt: skip
     if args.quick:
         table[0] += " (quick run: noisy)"
     write_results("engine", {"quick": args.quick, "model": engine.spec.id, "latency": latency,
                              "throughput_images_per_s": throughput, "peak_rss_mb": round(peak_rss_mb, 1),
                              "cold_start": cold, "macs_per_image": macs, "flop_bound": flop_bound,
-                             "targets": targets}, table)  # fmt: skip
+                             "targets": targets, "int8": int8}, table)  # fmt: skip
 
 
 def count_macs(architecture: str, size: int) -> int:

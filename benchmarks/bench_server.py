@@ -16,6 +16,7 @@ from typing import Any
 
 from common import (
     LOOPBACK,
+    ROOT,
     free_port,
     run_loadgen,
     running_server,
@@ -48,12 +49,19 @@ def measure(name: str, command_of: Any, manifest: Path, seconds: float, warmup: 
     return out
 
 
+INT8_MODEL = ROOT / "models" / "int8"
+INT8_NAME = "skinscan int8 model (models/int8), 2 workers"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=None, help="model.onnx or its folder (default: the bundled model)")
     parser.add_argument("--seconds", type=float, default=15.0, help="measured seconds per concurrency level")
     parser.add_argument("--warmup", type=float, default=3.0, help="unmeasured seconds before each level")
     parser.add_argument("--quick", action="store_true", help="a seconds-long smoke run")
+    parser.add_argument(
+        "--int8", default=str(INT8_MODEL), help="the 8-bit variant, served with 2 workers too ('' leaves it out)"
+    )
     args = parser.parse_args()
     seconds, warmup = (2.0, 0.5) if args.quick else (args.seconds, args.warmup)
 
@@ -63,14 +71,17 @@ def main() -> None:
         servers = {
             "skinscan, 1 worker": (lambda port: skinscan_command(port, args.model, 1), "/health"),
             "skinscan, 2 workers": (lambda port: skinscan_command(port, args.model, 2), "/health"),
-            "seed (ThreadingHTTPServer, eager PyTorch)": (seed_command, "/"),
         }
+        if args.int8 and Path(args.int8).exists():
+            servers[INT8_NAME] = (lambda port: skinscan_command(port, args.int8, 2), "/health")
+        servers["seed (ThreadingHTTPServer, eager PyTorch)"] = (seed_command, "/")
         results = {
             name: measure(name, command, manifest, seconds, warmup, ready) for name, (command, ready) in servers.items()
         }
 
     seed = results["seed (ThreadingHTTPServer, eager PyTorch)"]
-    best = max(("skinscan, 1 worker", "skinscan, 2 workers"), key=lambda n: results[n]["16"]["rps"])
+    ours = [name for name in results if name.startswith("skinscan")]
+    best = max(ours, key=lambda n: results[n]["16"]["rps"])
     ratios = {
         name: {
             c: {
@@ -79,7 +90,7 @@ def main() -> None:
             }
             for c in seed
         }
-        for name in ("skinscan, 1 worker", "skinscan, 2 workers")
+        for name in ours
     }
     errors = sum(r["errors"] for per in results.values() for r in per.values())
     best_rps = results[best]["16"]["rps"]
