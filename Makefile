@@ -45,9 +45,12 @@ gui: install
 bench: install
 	$(BIN)/python benchmarks/run_all.py
 
-# The bundled model, as in models/README.md (about an hour on a 2-core CPU).
+# The bundled model's recipe, as in models/README.md (minutes on a CUDA GPU; many hours on a 2-core CPU),
+# then its validation-only extras on the original images and the export.
 train: install
-	$(BIN)/skinscan train --out runs/bundled
+	$(BIN)/skinscan train --config experiments/bundled.toml --out runs/bundled
+	$(BIN)/skinscan refit runs/bundled/best.pt --out runs/bundled/refit.pt
+	$(BIN)/skinscan export runs/bundled/refit.pt --out runs/bundled/export
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
