@@ -86,7 +86,11 @@ def write_summary(outcomes: list[tuple[Step, int, float]], quick: bool) -> None:
             for step, code, seconds in outcomes
         ],
     ]
-    for step, _, _ in outcomes:
+    ran = {step.name for step, _, _ in outcomes}
+    # steps left out with --only keep their last results, marked as such
+    earlier = [s for s in STEPS if s.name not in ran and (RESULTS / f"{s.name}.md").is_file()]
+    lines += [f"| {s.name} | `{s.script}` | earlier run (kept) | |" for s in earlier]
+    for step in [s for s in STEPS if s.name in ran or s in earlier]:
         table = RESULTS / f"{step.name}.md"
         if table.is_file():
             # one level down, so the summary keeps a single top heading

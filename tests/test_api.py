@@ -508,43 +508,22 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_skinscan_serve_command(tiny_model_dir: Path) -> None:
+def _serve_and_upload(model: Path, *extra: str, timeout: float) -> tuple[int, int | None, str]:
+    """Run `skinscan serve` on a free port until /health answers, upload one lesion, stop it with SIGTERM.
+
+    Returns:
+        The port, the exit status and everything the command printed.
+    """
     port = _free_port()
     env = {**os.environ, "SKINSCAN_PORT": str(port), "SKINSCAN_API_KEY": ""}
-    command = [sys.executable, "-m", "skinscan.cli", "serve", "--model", str(tiny_model_dir), "--host", "127.0.0.1"]
+    command = [sys.executable, "-m", "skinscan.cli", "serve", "--model", str(model), "--host", "127.0.0.1", *extra]
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + timeout
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
             while True:
                 assert process.poll() is None, process.communicate()[0]
-                assert time.monotonic() < deadline, "skinscan serve did not come up"
-                try:
-                    if client.get("/health").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                time.sleep(0.1)
-            assert upload(client, lesion_bytes()).json()["status"] == "ok"
-    finally:
-        process.terminate()
-        output = process.communicate(timeout=20)[0]
-    assert process.returncode in (0, -signal.SIGTERM), output  # uvicorn re-raises the signal once shut down
-    assert f"http://127.0.0.1:{port}" in output
-
-
-def test_skinscan_serve_with_workers_listens_once_per_process(tiny_model_dir: Path) -> None:
-    port = _free_port()
-    env = {**os.environ, "SKINSCAN_PORT": str(port), "SKINSCAN_API_KEY": ""}
-    command = [sys.executable, "-m", "skinscan.cli", "serve", "--model", str(tiny_model_dir), "--host", "127.0.0.1",
-               "--workers", "2"]  # fmt: skip
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        deadline = time.monotonic() + 60
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
-            while True:
-                assert process.poll() is None, process.communicate()[0]
-                assert time.monotonic() < deadline, "skinscan serve --workers 2 did not come up"
+                assert time.monotonic() < deadline, f"skinscan serve {' '.join(extra)} did not come up"
                 try:
                     if client.get("/health").status_code == 200:
                         break
@@ -555,7 +534,18 @@ def test_skinscan_serve_with_workers_listens_once_per_process(tiny_model_dir: Pa
     finally:
         process.terminate()
         output = process.communicate(timeout=30)[0]
-    assert process.returncode == 0, output
+    return port, process.returncode, output
+
+
+def test_skinscan_serve_command(tiny_model_dir: Path) -> None:
+    port, returncode, output = _serve_and_upload(tiny_model_dir, timeout=30)
+    assert returncode in (0, -signal.SIGTERM), output  # uvicorn re-raises the signal once shut down
+    assert f"http://127.0.0.1:{port}" in output
+
+
+def test_skinscan_serve_with_workers_listens_once_per_process(tiny_model_dir: Path) -> None:
+    _, returncode, output = _serve_and_upload(tiny_model_dir, "--workers", "2", timeout=60)
+    assert returncode == 0, output
     assert output.count("Finished server process") == 2, output
 
 
