@@ -116,3 +116,31 @@ def test_refit_on_the_original_images_of_the_same_split(
     torch.save(other, tmp_path / "other.pt")
     with pytest.raises(DataError, match="do not give the split"):
         refit(tmp_path / "other.pt", tmp_path / "never.pt")
+
+
+def test_gpu_lease_path_pack_train_refit(synthetic_data: Path, tmp_path: Path) -> None:
+    """experiments/gpu: pack the split here, train from the pack (as on the GPU machine), refit on the originals."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    config = tmp_path / "tiny.toml"
+    config.write_text(
+        f'data = ["{synthetic_data}"]\nholdout = ["{synthetic_data}"]\nmodel = "tiny-cnn"\npretrained = false\n'
+        "epochs = 2\nbatch_size = 16\nval_fraction = 0.3\nfeature_images = 20\nthreads = 1\n"
+    )
+    pack, run = tmp_path / "pack", tmp_path / "run"
+
+    def script(name: str, *args: str) -> None:
+        result = subprocess.run([sys.executable, str(root / "experiments" / "gpu" / name), *args],
+                                capture_output=True, text=True, timeout=300)  # fmt: skip
+        assert result.returncode == 0, result.stderr[-2000:]
+
+    script("pack.py", "--config", str(config), "--out", str(pack))
+    assert {p.name for p in pack.iterdir()} == {"images.npz", "imagenet-fp16.pth", "summary.json"}
+    script("train_pack.py", str(pack), "--config", str(config), "--set", "schedule=cosine", "--out", str(run))
+    _, trained = load_checkpoint(run / "best.pt")
+    assert trained["config"]["schedule"] == "cosine" and len(trained["history"]) == 2
+    # the pack carried exactly the split that training here makes, so refit accepts the checkpoint
+    _, refitted = load_checkpoint(refit(run / "best.pt", tmp_path / "refit.pt"))
+    assert refitted["val_keys"] == trained["val_keys"] and 0.0 < refitted["threshold"] < 1.0
