@@ -7,6 +7,7 @@ Two steps, kept apart so training can cache the first and augment between them:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 from PIL import Image
@@ -36,15 +37,27 @@ def square_crop_box(width: int, height: int) -> tuple[int, int, int, int]:
     return left, top, left + side, top + side
 
 
+@lru_cache(maxsize=4)
+def _powers(power: float) -> np.ndarray:
+    return np.arange(256, dtype=np.float64) ** power
+
+
 def shades_of_gray(pixels: np.ndarray, power: float = SHADES_OF_GRAY_POWER) -> np.ndarray:
     """Colour-constancy correction of a uint8 RGB array; returns uint8 of the same shape."""
-    img = pixels.astype(np.float32)
-    illuminant = np.power(np.mean(np.power(img, power), axis=(0, 1)), 1.0 / power)
+    # uint8 input has 256 values per channel: the Minkowski mean from a histogram, the gains as a lookup
+    # table (twice as fast as float arithmetic on every pixel, and the sum in float64)
+    flat = pixels.reshape(-1, 3)
+    moments = np.array([np.bincount(flat[:, c], minlength=256) @ _powers(power) for c in range(3)]) / len(flat)
+    illuminant = (moments ** (1.0 / power)).astype(np.float32)
     norm = float(np.sqrt(np.sum(illuminant**2)))
     if norm < 1e-6:  # a black image has no illuminant to remove
         return pixels.copy()
     gains = 1.0 / (illuminant / norm * np.sqrt(3.0) + 1e-6)
-    return np.clip(img * gains, 0, 255).astype(np.uint8)
+    table = np.clip(np.arange(256, dtype=np.float32)[:, None] * gains[None, :], 0, 255).astype(np.uint8)
+    out = np.empty_like(pixels)
+    for c in range(3):
+        out[..., c] = table[pixels[..., c], c]
+    return out
 
 
 def prepare_pixels(image: Image.Image, spec: PreprocessSpec) -> np.ndarray:
