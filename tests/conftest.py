@@ -4,11 +4,16 @@ and the real dermoscopy of ../shared/data when it is there."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from synthetic import write_dataset
+
+if TYPE_CHECKING:
+    from skinscan.engine import Engine
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 # pytest-qt and qtpy must pick the same binding, or two Qt libraries end up in one process
@@ -54,6 +59,24 @@ def tiny_checkpoint(synthetic_data: Path, tmp_path_factory: pytest.TempPathFacto
         out=str(out),
     )
     return train(cfg)
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_model_dir: Path) -> Engine:
+    """The tiny model in the real engine, one thread (the tests share two cores)."""
+    from skinscan.engine import Engine
+
+    return Engine(tiny_model_dir, threads=1)
+
+
+@pytest.fixture(scope="module")
+def server_url(engine: Engine) -> Iterator[str]:
+    """A real uvicorn server on loopback serving the app over `engine`, with settings from no environment."""
+    from live_server import live_server, plain_settings
+    from skinscan.api.app import create_app
+
+    with live_server(create_app(engine=engine, settings=plain_settings())) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -12,6 +12,7 @@ from typing import Any
 import uvicorn
 
 from skinscan.api.protocol import NoDelayProtocol
+from skinscan.api.settings import Settings
 
 
 @contextmanager
@@ -49,3 +50,9 @@ def live_server(app: Any) -> Iterator[str]:
     """Serve `app` on 127.0.0.1 until the block ends; yields its base URL (no trailing slash)."""
     with live_uvicorn(app) as (url, _):
         yield url
+
+
+def plain_settings(**overrides: Any) -> Settings:
+    """Settings that ignore whatever SKINSCAN_* variables the test run happens to have."""
+    values: dict[str, Any] = {"api_key": None, "cors_origins": [], "max_upload_mb": 10, "model": None}
+    return Settings(**{**values, **overrides})

@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from live_server import live_server, live_uvicorn
+from live_server import live_server, live_uvicorn, plain_settings
 from skinscan import DISCLAIMER, __version__
 from skinscan.api.app import app_from_env, create_app
 from skinscan.api.routes import prefers_html
@@ -44,12 +44,6 @@ PREDICTION_FIELDS = {
 }  # fmt: skip
 
 
-def plain_settings(**overrides: Any) -> Settings:
-    """Settings that ignore whatever SKINSCAN_* variables the test run happens to have."""
-    values: dict[str, Any] = {"api_key": None, "cors_origins": [], "max_upload_mb": 10, "model": None}
-    return Settings(**{**values, **overrides})
-
-
 def png_bytes(array: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(array).save(buffer, format="PNG")
@@ -64,19 +58,8 @@ def zip_bytes() -> bytes:
 
 
 @pytest.fixture(scope="module")
-def engine(tiny_model_dir: Path) -> Engine:
-    return Engine(tiny_model_dir, threads=1)
-
-
-@pytest.fixture(scope="module")
-def base_url(engine: Engine) -> Iterator[str]:
-    with live_server(create_app(engine=engine, settings=plain_settings())) as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def client(base_url: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=base_url, timeout=30) as c:
+def client(server_url: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server_url, timeout=30) as c:
         yield c
 
 

@@ -15,11 +15,6 @@ from skinscan.errors import InvalidImageError, ModelFormatError, ModelNotFoundEr
 from synthetic import lesion_bytes
 
 
-@pytest.fixture(scope="module")
-def engine(tiny_model_dir: Path) -> Engine:
-    return Engine(tiny_model_dir, threads=1)
-
-
 def test_malignant_lesions_score_higher(engine: Engine) -> None:
     benign = [engine.predict(lesion_bytes(False, seed=500 + i)) for i in range(6)]
     malignant = [engine.predict(lesion_bytes(True, seed=600 + i)) for i in range(6)]

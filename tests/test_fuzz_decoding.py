@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -124,11 +123,6 @@ def judge(engine: Engine, data: bytes, *, heatmap: bool = False) -> str:
     elapsed = time.perf_counter() - start
     assert elapsed < HANG_SECONDS, f"{elapsed:.1f} s for {len(data)} bytes: a hang"
     return outcome
-
-
-@pytest.fixture(scope="module")
-def engine(tiny_model_dir: Path) -> Engine:
-    return Engine(tiny_model_dir, threads=1)
 
 
 def test_seed_files_decode(engine: Engine) -> None:

@@ -12,10 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from live_server import live_server
+from live_server import live_server, plain_settings
 from skinscan import DISCLAIMER
 from skinscan.api.app import create_app
-from skinscan.api.settings import Settings
 from skinscan.engine import Engine
 from skinscan.errors import SkinscanError
 from synthetic import lesion_bytes
@@ -40,21 +39,6 @@ def blank_png(size: int = 128) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(np.full((size, size, 3), 128, np.uint8)).save(buffer, format="PNG")
     return buffer.getvalue()
-
-
-def plain_settings(**overrides: Any) -> Settings:
-    return Settings(**{"api_key": None, "cors_origins": [], "max_upload_mb": 10, "model": None, **overrides})
-
-
-@pytest.fixture(scope="module")
-def engine(tiny_model_dir: Path) -> Engine:
-    return Engine(tiny_model_dir, threads=1)
-
-
-@pytest.fixture(scope="module")
-def server_url(engine: Engine) -> Iterator[str]:
-    with live_server(create_app(engine=engine, settings=plain_settings())) as url:
-        yield url
 
 
 @pytest.fixture(scope="module")
