@@ -8,19 +8,15 @@ Usage: python benchmarks/bench_baseline.py [--model PATH] [--repeat 40] [--quick
 
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
 
 from bench_engine import count_macs
-from common import percentiles, sample_inputs, time_calls, write_results
+from common import bench_parser, percentiles, sample_inputs, time_calls, write_results
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default=None, help="model.onnx or its folder (default: the bundled model)")
+    parser = bench_parser(__doc__)
     parser.add_argument("--repeat", type=int, default=40, help="timed calls per input (a third of it for 12 MP)")
-    parser.add_argument("--quick", action="store_true", help="a seconds-long smoke run")
     args = parser.parse_args()
     repeat, warmup = (5, 1) if args.quick else (args.repeat, 3)
 

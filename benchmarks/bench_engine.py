@@ -5,7 +5,6 @@ Usage: python benchmarks/bench_engine.py [--model PATH] [--repeat N] [--quick]""
 
 from __future__ import annotations
 
-import argparse
 import resource
 import subprocess
 import sys
@@ -16,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from common import ROOT, percentiles, sample_inputs, time_calls, write_results
+from common import ROOT, bench_parser, percentiles, sample_inputs, time_calls, write_results
 
 TARGET_MS = {"jpeg_224": 10.0, "jpeg_12mp": 60.0}
 
@@ -44,10 +43,8 @@ def matmul_gflops(threads: int, seconds: float = 1.0) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default=None, help="model.onnx or its folder (default: the bundled model)")
+    parser = bench_parser(__doc__)
     parser.add_argument("--repeat", type=int, default=60, help="timed calls per input (a third of it for 12 MP)")
-    parser.add_argument("--quick", action="store_true", help="a seconds-long smoke run")
     parser.add_argument("--int8", default=str(ROOT / "models" / "int8"), help="the 8-bit variant ('' leaves it out)")
     args = parser.parse_args()
     if args.quick:

@@ -8,8 +8,6 @@ Usage: python benchmarks/bench_input_checks.py [--model PATH] [--quick]"""
 
 from __future__ import annotations
 
-import argparse
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +15,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from common import SHARED, write_results
+from common import SHARED, bench_parser, write_results
 
 
 def non_lesion_images() -> Iterator[tuple[str, Image.Image]]:
@@ -70,9 +68,7 @@ def lesion_paths(limit: int | None = None) -> dict[str, list[Path]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--model", default=os.environ.get("SKINSCAN_MODEL"))
-    parser.add_argument("--quick", action="store_true", help="a seconds-long smoke run (64 lesions per test set)")
+    parser = bench_parser(__doc__, "a seconds-long smoke run (64 lesions per test set)")
     args = parser.parse_args()
     from skinscan.engine import Engine
 

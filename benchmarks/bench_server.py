@@ -8,7 +8,6 @@ Usage: python benchmarks/bench_server.py [--model PATH] [--seconds 15] [--quick]
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 from common import (
     LOOPBACK,
     ROOT,
+    bench_parser,
     free_port,
     run_loadgen,
     running_server,
@@ -54,11 +54,9 @@ INT8_NAME = "skinscan int8 model (models/int8), 2 workers"
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default=None, help="model.onnx or its folder (default: the bundled model)")
+    parser = bench_parser(__doc__)
     parser.add_argument("--seconds", type=float, default=15.0, help="measured seconds per concurrency level")
     parser.add_argument("--warmup", type=float, default=3.0, help="unmeasured seconds before each level")
-    parser.add_argument("--quick", action="store_true", help="a seconds-long smoke run")
     parser.add_argument(
         "--int8", default=str(INT8_MODEL), help="the 8-bit variant, served with 2 workers too ('' leaves it out)"
     )

@@ -3,6 +3,7 @@ subprocesses on loopback (always shut down again)."""
 
 from __future__ import annotations
 
+import argparse
 import io
 import json
 import os
@@ -50,6 +51,14 @@ def time_calls(fn: Any, repeat: int, warmup: int = 3) -> list[float]:
         fn()
         out.append((time.perf_counter() - start) * 1000)
     return out
+
+
+def bench_parser(description: str | None, quick_help: str = "a seconds-long smoke run") -> argparse.ArgumentParser:
+    """The options every benchmark takes (run_all passes them on): --model, and --quick for a smoke run."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=None, help="model.onnx or its folder (default: the bundled model)")
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    return parser
 
 
 def write_results(name: str, data: dict[str, Any], table: list[str]) -> None:

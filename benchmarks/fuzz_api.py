@@ -9,7 +9,6 @@ Usage: python benchmarks/fuzz_api.py [--model PATH] [--examples 200] [--seed 0] 
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import httpx
 
-from common import BENCH, LOOPBACK, clean_env, free_port, running_server, skinscan_command, write_results
+from common import BENCH, LOOPBACK, bench_parser, clean_env, free_port, running_server, skinscan_command, write_results
 
 CHECKS = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"
 SERVER_FAILURE = re.compile(r"Traceback|Exception in ASGI application|Internal Server Error")
@@ -41,8 +40,7 @@ def statuses_seen(report_dir: Path) -> dict[str, dict[str, int]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default=None, help="model.onnx or its folder (default: the bundled model)")
+    parser = bench_parser(__doc__)
     parser.add_argument("--examples", type=int, default=200, help="most test cases per operation and phase")
     parser.add_argument("--seed", type=int, default=0, help="schemathesis's random seed")
     parser.add_argument(
@@ -51,7 +49,6 @@ def main() -> None:
         default=3.0,
         help="fuzz for this long (schemathesis repeats its fuzzing phase until the time is spent)",
     )
-    parser.add_argument("--quick", action="store_true", help="a seconds-long smoke run")
     args = parser.parse_args()
     examples, budget = (5, None) if args.quick else (args.examples, max(1, round(args.minutes * 60)))
 

@@ -7,7 +7,6 @@ Usage: python benchmarks/fuzz_decoding.py [--model PATH] [--examples 20000] [--s
 
 from __future__ import annotations
 
-import argparse
 import random
 import sys
 import time
@@ -16,18 +15,16 @@ from collections import Counter
 
 from hypothesis import HealthCheck, given, seed, settings
 
-from common import ROOT, percentiles, write_results
+from common import ROOT, bench_parser, percentiles, write_results
 
 sys.path.insert(0, str(ROOT / "tests"))
 from test_fuzz_decoding import fuzz_inputs, judge
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default=None, help="model.onnx or its folder (default: the bundled model)")
+    parser = bench_parser(__doc__)
     parser.add_argument("--examples", type=int, default=20_000, help="inputs to try")
     parser.add_argument("--seed", type=int, default=None, help="hypothesis's seed (default: a fresh one, reported)")
-    parser.add_argument("--quick", action="store_true", help="a seconds-long smoke run")
     args = parser.parse_args()
     examples = 60 if args.quick else args.examples
     run_seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**32)

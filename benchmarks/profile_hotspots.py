@@ -8,7 +8,6 @@ Usage: python benchmarks/profile_hotspots.py [--model PATH] [--seconds 15] [--qu
 
 from __future__ import annotations
 
-import argparse
 import re
 import shutil
 import subprocess
@@ -20,6 +19,7 @@ from typing import Any
 
 from common import (
     LOOPBACK,
+    bench_parser,
     clean_env,
     free_port,
     run_loadgen,
@@ -158,10 +158,8 @@ def table_of(name: str, result: dict[str, Any]) -> list[str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default=None, help="model.onnx or its folder (default: the bundled model)")
+    parser = bench_parser(__doc__)
     parser.add_argument("--seconds", type=float, default=15.0, help="sampled seconds per run")
-    parser.add_argument("--quick", action="store_true", help="a seconds-long smoke run")
     args = parser.parse_args()
     seconds = 3.0 if args.quick else args.seconds
     title = "# Profiles (py-spy)" + (" (quick run: noisy)" if args.quick else "")

@@ -7,13 +7,12 @@ Usage: python benchmarks/run_all.py [--model PATH] [--quick] [--only engine,serv
 
 from __future__ import annotations
 
-import argparse
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 
-from common import BENCH, RESULTS, machine
+from common import BENCH, RESULTS, bench_parser, machine
 
 
 @dataclass(frozen=True)
@@ -37,9 +36,7 @@ STEP_TIMEOUT_S = 3600
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default=None, help="model.onnx or its folder (default: the bundled model)")
-    parser.add_argument("--quick", action="store_true", help="every script's seconds-long smoke run")
+    parser = bench_parser(__doc__, "every script's seconds-long smoke run")
     parser.add_argument(
         "--only", default="", help=f"comma-separated steps to run, of: {', '.join(s.name for s in STEPS)}"
     )

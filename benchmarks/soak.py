@@ -8,7 +8,6 @@ Usage: python benchmarks/soak.py [--minutes 10] [--clients 16] [--workers 1] [--
 
 from __future__ import annotations
 
-import argparse
 import json
 import struct
 import subprocess
@@ -28,6 +27,7 @@ from common import (
     BENCH,
     LOOPBACK,
     base_photo,
+    bench_parser,
     clean_env,
     encode,
     free_port,
@@ -95,12 +95,10 @@ def window_mean(samples: list[tuple[float, float]], start: float, end: float) ->
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = bench_parser(__doc__, "a seconds-long smoke run (same as --minutes 0.25)")
     parser.add_argument("--minutes", type=float, default=10.0, help="how long to soak (default 10)")
     parser.add_argument("--clients", type=int, default=16, help="concurrent clients (default 16)")
     parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (default 1)")
-    parser.add_argument("--model", default=None, help="model.onnx or its folder (default: the bundled model)")
-    parser.add_argument("--quick", action="store_true", help="a seconds-long smoke run (same as --minutes 0.25)")
     args = parser.parse_args()
     seconds = 15.0 if args.quick else args.minutes * 60
     warmup = min(60.0, seconds / 5)
