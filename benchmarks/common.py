@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "benchmarks"
 RESULTS = BENCH / "results"
 SHARED = ROOT.parent / "shared" / "data"
+sys.path.insert(0, str(ROOT / "tests"))  # the test suite's image builders (synthetic.py) serve here too
 LOOPBACK = "127.0.0.1"
 
 
@@ -88,7 +89,6 @@ def base_photo() -> Any:
     paths = real_images(1)
     if paths:
         return Image.open(paths[0]).convert("RGB")
-    sys.path.insert(0, str(ROOT / "tests"))
     from synthetic import make_lesion
 
     return make_lesion(np.random.default_rng(0), malignant=True, size=224)
@@ -112,7 +112,6 @@ def upload_images(n: int) -> list[bytes]:
     paths = real_images(n)
     if paths:
         return [p.read_bytes() for p in paths]
-    sys.path.insert(0, str(ROOT / "tests"))
     from synthetic import lesion_bytes
 
     return [lesion_bytes(malignant=i % 2 == 1, seed=i, size=224) for i in range(n)]

@@ -15,9 +15,7 @@ from collections import Counter
 
 from hypothesis import HealthCheck, given, seed, settings
 
-from common import ROOT, bench_parser, percentiles, write_results
-
-sys.path.insert(0, str(ROOT / "tests"))
+from common import bench_parser, percentiles, write_results
 from test_fuzz_decoding import fuzz_inputs, judge
 
 

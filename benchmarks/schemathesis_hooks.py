@@ -3,23 +3,11 @@ as well as the random bytes schemathesis makes up, so the fuzzing reaches the ve
 
 from __future__ import annotations
 
-import struct
-import zlib
-
 import schemathesis
 from hypothesis import strategies as st
 
 from common import base_photo, encode, upload_images
-
-
-def _png_claiming(width: int, height: int) -> bytes:
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + chunk(b"IEND", b"")
-    )
+from synthetic import png_claiming
 
 
 def _files() -> list[bytes]:
@@ -27,7 +15,7 @@ def _files() -> list[bytes]:
     photos = [*upload_images(3), encode(photo, "PNG"), encode(photo.convert("CMYK"), "JPEG")]
     hostile = [
         photos[0][: len(photos[0]) // 2],
-        _png_claiming(50_000, 50_000),
+        png_claiming(50_000, 50_000),
         encode(photo.resize((4, 4)), "PNG"),
         b"<svg xmlns='http://www.w3.org/2000/svg'/>",
         b"%PDF-1.4\n",

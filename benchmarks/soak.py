@@ -9,13 +9,11 @@ Usage: python benchmarks/soak.py [--minutes 10] [--clients 16] [--workers 1] [--
 from __future__ import annotations
 
 import json
-import struct
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import zlib
 from pathlib import Path
 from typing import Any
 
@@ -38,19 +36,10 @@ from common import (
     write_payloads,
     write_results,
 )
+from synthetic import png_claiming
 
 FLAT_WITHIN = 0.10
 JUDGED_FROM_S = 120
-
-
-def png_claiming(width: int, height: int) -> bytes:
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + chunk(b"IEND", b"")
-    )
 
 
 def payload_mix() -> list[tuple[str, bytes, int]]:

@@ -29,7 +29,7 @@ from live_server import live_server
 from skinscan.api.app import create_app
 from skinscan.api.settings import Settings
 from skinscan.engine import Engine
-from synthetic import dicom_rgb_bytes, make_lesion
+from synthetic import dicom_rgb_bytes, make_lesion, png_chunk, png_claiming
 
 MAX_UPLOAD_MB = 10
 
@@ -40,18 +40,6 @@ def encode(image: Image.Image, fmt: str, **params: Any) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format=fmt, **params)
     return buffer.getvalue()
-
-
-def png_chunk(kind: bytes, body: bytes) -> bytes:
-    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-
-def png_claiming(width: int, height: int) -> bytes:
-    """A valid PNG signature and IHDR claiming width×height, with a few bytes of pixel data: a decompression bomb's
-    header without the bomb."""
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    idat = zlib.compress(b"\x00" * 16)
-    return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", idat) + png_chunk(b"IEND", b"")
 
 
 def png_rgb48(pixels: np.ndarray) -> bytes:

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import gzip
 import io
-import struct
 import subprocess
 import sys
 import time
 import zipfile
-import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,6 +17,7 @@ from PIL import Image, features
 
 from skinscan.errors import ImageTooLargeError, ImageTooSmallError, InvalidImageError, UnsupportedFormatError
 from skinscan.imaging import SUPPORTED_FORMATS, load_image, sniff_format
+from synthetic import png_claiming
 
 
 def _gradient(width: int = 64, height: int = 48) -> Image.Image:
@@ -31,18 +30,6 @@ def _encode(img: Image.Image, fmt: str, **params: object) -> bytes:
     buffer = io.BytesIO()
     img.save(buffer, fmt, **params)
     return buffer.getvalue()
-
-
-def _png_header_only(width: int, height: int) -> bytes:
-    """A PNG whose IHDR claims width×height, followed by a tiny IDAT: the header lies about the pixels."""
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB
-    return (
-        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + chunk(b"IEND", b"")
-    )
 
 
 def _dicom(arr: np.ndarray | None, photometric: str = "", bits: int = 8, syntax: str = "", **elements: object) -> bytes:
@@ -320,9 +307,9 @@ ERROR_CASES: list[tuple[str, Callable[[], bytes], type[InvalidImageError], str]]
     ("MP4", lambda: b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2" + b"\x00" * 64, UnsupportedFormatError, "MP4"),
     ("too small", lambda: _encode(Image.new("RGB", (20, 20)), "PNG"), ImageTooSmallError, "at least 32"),
     ("thin", lambda: _encode(Image.new("RGB", (400, 10)), "PNG"), ImageTooSmallError, "400×10"),
-    ("too many pixels", lambda: _png_header_only(8000, 8000), ImageTooLargeError, "too large"),
-    ("Pillow warns", lambda: _png_header_only(10_000, 10_000), ImageTooLargeError, "too large"),
-    ("Pillow refuses", lambda: _png_header_only(50_000, 50_000), ImageTooLargeError, "too large"),
+    ("too many pixels", lambda: png_claiming(8000, 8000), ImageTooLargeError, "too large"),
+    ("Pillow warns", lambda: png_claiming(10_000, 10_000), ImageTooLargeError, "too large"),
+    ("Pillow refuses", lambda: png_claiming(50_000, 50_000), ImageTooLargeError, "too large"),
     ("DICOM too small", lambda: _dicom(np.zeros((8, 8), np.uint8), "MONOCHROME2", 8), ImageTooSmallError, "8×8"),
 ]
 
