@@ -258,18 +258,23 @@ class EfficientNetLite0(Classifier):
         assert set(missing) == {"_fc.weight", "_fc.bias"} and not unexpected, (missing, unexpected)
 
     def feature_maps(self, x: torch.Tensor) -> torch.Tensor:
-        return self.maps_and_texture(x)[0]
+        return self._run(x, None)  # training's forward: no texture statistics to compute or backpropagate
 
     def maps_and_texture(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # Texture from the ends of the 40- and 112-channel stages: low and middle-level statistics
         # (noise, blank, text, fur, grass) that the last, semantic layer can map close to skin.
+        stats: list[torch.Tensor] = []
+        maps = self._run(x, stats)
+        return maps, torch.cat(stats, dim=1)
+
+    def _run(self, x: torch.Tensor, stats: list[torch.Tensor] | None) -> torch.Tensor:
+        """The network up to its last feature maps; appends the texture statistics to `stats` when given."""
         x = F.relu6(self._bn0(self._conv_stem(x)))
-        stats = []
         for i, block in enumerate(self._blocks):
             x = block(x)
-            if i in _TEXTURE_BLOCKS:
+            if stats is not None and i in _TEXTURE_BLOCKS:
                 stats.append(channel_stats(x))
-        return F.relu6(self._bn1(self._conv_head(x))), torch.cat(stats, dim=1)
+        return F.relu6(self._bn1(self._conv_head(x)))
 
     def pool(self, maps: torch.Tensor) -> torch.Tensor:
         return maps.mean(dim=(2, 3))
