@@ -211,8 +211,8 @@ def _add_quantize(sub: Any) -> None:
     p = sub.add_parser(
         "quantize",
         help="make an 8-bit copy of an exported model, refitted on its validation images (needs [train])",
-        description="Quantise an exported model to 8 bits (about twice as fast on CPUs with VNNI) and refit its "
-        "calibration and thresholds on the validation split of the checkpoint it came from.",
+        description="Quantise an exported model to 8 bits (its network about twice as fast on CPUs with VNNI) and "
+        "refit its calibration and thresholds on the validation split of the checkpoint it came from.",
     )
     p.add_argument("model", help="the exported float model (model.onnx or its folder)")
     p.add_argument("--checkpoint", required=True, help="the best.pt it was exported from")

@@ -3,8 +3,9 @@ weights, activation ranges calibrated on training images. Rounding moves the log
 calibration, threshold and the input-check threshold are fitted again on the quantised graph's own outputs on
 the validation split, as for the float model; test metrics must be measured again (`skinscan evaluate`).
 
-About twice as fast on CPUs with 8-bit dot-product instructions (AVX-512 VNNI, AVX-VNNI, ARM dot product);
-on older x86 CPUs ONNX Runtime's u8s8 kernels can saturate, so the float model stays the default.
+The network runs about twice as fast (a whole prediction about 1.3 times) on CPUs with 8-bit dot-product
+instructions (AVX-512 VNNI, AVX-VNNI, ARM dot product); on older x86 CPUs ONNX Runtime's u8s8 kernels can
+saturate, so the float model stays the default.
 """
 
 from __future__ import annotations
