@@ -144,3 +144,57 @@ def test_gpu_lease_path_pack_train_refit(synthetic_data: Path, tmp_path: Path) -
     # the pack carried exactly the split that training here makes, so refit accepts the checkpoint
     _, refitted = load_checkpoint(refit(run / "best.pt", tmp_path / "refit.pt"))
     assert refitted["val_keys"] == trained["val_keys"] and 0.0 < refitted["threshold"] < 1.0
+
+
+def _ham_layout(synthetic_data: Path, root: Path) -> Path:
+    """The synthetic test-split lesions laid out as HAM10000 training data (metadata CSV with a diagnosis and a
+    lesion id): a second source, beside the folder layout's training split."""
+    import shutil
+
+    (root / "images").mkdir(parents=True)
+    rows = ["lesion_id,image_id,dx,dx_type,age,sex,localization,dataset"]
+    for i, path in enumerate(sorted((synthetic_data / "test").rglob("*.png"))):
+        image_id = f"ISIC_{i:07d}"
+        shutil.copy(path, root / "images" / f"{image_id}.png")
+        dx = ("mel", "bcc")[i % 2] if path.parent.name == "malignant" else ("nv", "bkl")[i % 2]
+        rows.append(f"HAM_{i:07d},{image_id},{dx},histo,50,male,back,synthetic")
+    (root / "HAM10000_metadata.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+def test_source_balance_auxiliary_diagnosis_and_fine_tuning(synthetic_data: Path, tmp_path: Path) -> None:
+    ham = _ham_layout(synthetic_data, tmp_path / "ham")
+    cfg = _cfg(synthetic_data, tmp_path / "aux", epochs=2, max_steps=3, balance="source", aux_weight=0.5,
+               monitor="val_auc_sources")  # fmt: skip
+    cfg.data = [str(ham), str(synthetic_data)]
+    best = train(cfg)
+    last = torch.load(tmp_path / "aux" / "last.pt", weights_only=False)
+    assert last["aux"]["weight"].shape[0] == 7  # the diagnosis head trained beside the network...
+    model, ckpt = load_checkpoint(best)  # ...and stays out of the checkpoint that export reads
+    assert not any(k.startswith("aux") for k in ckpt["model"])
+    assert all(0.0 <= row["val_auc_sources"] <= 1.0 for row in ckpt["history"])
+    # init: a run starts from a checkpoint's weights (lr 0 leaves them as they were)
+    tuned = train(_cfg(synthetic_data, tmp_path / "tuned", epochs=1, max_steps=2, lr=0.0, init=str(best)))
+    after = dict(load_checkpoint(tuned)[0].named_parameters())
+    for name, value in model.named_parameters():
+        torch.testing.assert_close(after[name], value)
+
+
+def test_sampling_weights_balance_labels_within_each_source() -> None:
+    from skinscan.train import auc_within_sources, sampling_weights
+
+    labels = np.array([0] * 80 + [1] * 20 + [0] * 5 + [1] * 15)
+    sources = ["ham"] * 100 + ["kaggle"] * 20
+    p = sampling_weights(labels, sources, "source")
+    assert p is not None and p.sum() == pytest.approx(1.0)
+    ham, kaggle = np.arange(120) < 100, np.arange(120) >= 100
+    assert p[ham].sum() == pytest.approx(100 / 120)  # each source keeps its share of the draws
+    assert p[ham & (labels == 1)].sum() == pytest.approx(p[ham & (labels == 0)].sum())  # labels equal within it
+    assert p[kaggle & (labels == 1)].sum() == pytest.approx(p[kaggle & (labels == 0)].sum())
+    p = sampling_weights(labels, sources, "sampler")
+    assert p is not None and p[labels == 1].sum() == pytest.approx(0.5)
+    assert sampling_weights(labels, sources, "none") is None
+    # a score that only tells the sources apart: better than chance pooled, chance within each source
+    source_cue = np.where(ham, 0.0, 1.0)
+    assert auc_within_sources(labels, source_cue, ["all"] * 120) == pytest.approx(2037.5 / 2975)  # 35 x 85 pairs
+    assert auc_within_sources(labels, source_cue, sources) == 0.5

@@ -36,7 +36,7 @@ def main() -> None:
     spec = preprocess_spec_for(model)
     train_records, val_records, summary = gather_records(cfg)
     blobs: list[bytes] = []
-    keys, labels, is_val = [], [], []
+    keys, labels, is_val, diagnoses = [], [], [], []
     for records, val in ((train_records, False), (val_records, True)):
         prepared = prepare(records, spec, cfg.skip_bad, "val" if val else "train")
         for record, pixels in zip(prepared.records, prepared.pixels, strict=True):
@@ -46,6 +46,7 @@ def main() -> None:
             keys.append(record.key)
             labels.append(record.label)
             is_val.append(val)
+            diagnoses.append(record.meta.get("dx", ""))  # for the auxiliary diagnosis loss
     offsets = np.cumsum([0] + [len(b) for b in blobs]).astype(np.int64)
     np.savez(
         out / "images.npz",
@@ -54,6 +55,7 @@ def main() -> None:
         keys=np.array(keys),
         labels=np.array(labels, dtype=np.int64),
         is_val=np.array(is_val),
+        dx=np.array(diagnoses),
     )
     state = {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}
     torch.save(state, out / "imagenet-fp16.pth")

@@ -30,7 +30,11 @@ def load_pack(pack: Path) -> tuple[Prepared, Prepared, dict[str, object]]:
         ]
     )
     keys, labels, is_val = data["keys"], data["labels"], data["is_val"]
-    records = [Record(Path(str(k)), int(y), str(k), str(k)) for k, y in zip(keys, labels, strict=True)]
+    diagnoses = data["dx"] if "dx" in data else np.full(len(keys), "")  # packs before the diagnosis loss lack it
+    records = [
+        Record(Path(str(k)), int(y), str(k), str(k), meta={"dx": str(dx)} if dx else {})
+        for k, y, dx in zip(keys, labels, diagnoses, strict=True)
+    ]
 
     def subset(mask: np.ndarray) -> Prepared:
         idx = np.flatnonzero(mask)

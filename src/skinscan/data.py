@@ -27,6 +27,7 @@ HAM_BENIGN = {"nv", "bkl", "df", "vasc"}
 HAM_METADATA = "HAM10000_metadata.csv"
 HAM_SOURCE = "ham10000"
 _ISIC_CLASSES = ("MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC")
+DIAGNOSES = tuple(c.lower() for c in _ISIC_CLASSES)  # the 7 HAM10000 / ISIC 2018 diagnoses
 _LABEL_WORDS = {"benign": 0, "0": 0, "malignant": 1, "1": 1}
 
 
@@ -40,6 +41,17 @@ class Record:
     group: str  # images sharing a group (same lesion) never straddle a split
     split: str = ""
     meta: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+
+
+def source_of(record: Record) -> str:
+    """The collection a record comes from (the part of its key before the colon)."""
+    return record.key.split(":", 1)[0]
+
+
+def diagnosis_of(record: Record) -> int:
+    """Index of the record's diagnosis in DIAGNOSES, or -1 where it has only a benign/malignant label."""
+    dx = record.meta.get("dx", "")
+    return DIAGNOSES.index(dx) if dx in DIAGNOSES else -1
 
 
 class SkippedRecords(UserWarning):

@@ -19,7 +19,18 @@ from tqdm import tqdm
 
 from skinscan.augment import AugmentConfig, augment_batch, normalise
 from skinscan.calibrate import choose_threshold, fit_calibration, fit_feature_gaussian
-from skinscan.data import Duplicates, Record, dedupe, drop_same_images, find_manifests, load_records, split_records
+from skinscan.data import (
+    DIAGNOSES,
+    Duplicates,
+    Record,
+    dedupe,
+    diagnosis_of,
+    drop_same_images,
+    find_manifests,
+    load_records,
+    source_of,
+    split_records,
+)
 from skinscan.errors import DataError, InvalidImageError
 from skinscan.models import Classifier, EfficientNetLite0, create_model
 from skinscan.preprocess import PreprocessSpec, prepare_pixels
@@ -140,13 +151,61 @@ def _auc(labels: np.ndarray, scores: np.ndarray) -> float:
     return float(roc_auc_score(labels, scores)) if 0 < labels.sum() < len(labels) else float("nan")
 
 
+def auc_within_sources(labels: np.ndarray, scores: np.ndarray, sources: Sequence[str]) -> float:
+    """The mean of the AUCs within each source that has both classes (the pooled AUC when none has).
+
+    Pooled over sources that differ in their share of malignant images, an AUC also rewards telling the
+    sources apart, which is no help on a new clinic; within each source it cannot.
+    """
+    names = np.asarray(sources)
+    per_source = [_auc(labels[names == s], scores[names == s]) for s in sorted(set(sources))]
+    scored = [a for a in per_source if not math.isnan(a)]
+    return float(np.mean(scored)) if scored else _auc(labels, scores)
+
+
+def sampling_weights(labels: np.ndarray, sources: Sequence[str], balance: str) -> np.ndarray | None:
+    """Per-image probabilities of being drawn for a training epoch; None for plain shuffling.
+
+    "sampler": both labels equally often. "source": each source keeps its share of the draws, split equally
+    between the labels it has, so that where an image comes from no longer predicts its label.
+    """
+    if balance == "sampler":
+        groups = labels.astype(str)
+        shares = {g: 1.0 for g in set(groups)}
+    elif balance == "source":
+        groups = np.array([f"{s}|{y}" for s, y in zip(sources, labels, strict=True)])
+        names = np.asarray(sources)
+        shares = {}
+        for g in set(groups):
+            source = g.rsplit("|", 1)[0]
+            labels_there = len({x for x in groups[names == source]})
+            shares[g] = float((names == source).mean()) / labels_there
+    else:
+        return None
+    counts = {g: int((groups == g).sum()) for g in shares}
+    weights = np.array([shares[g] / counts[g] for g in groups])
+    return weights / weights.sum()
+
+
 class Trainer:
     """Runs the epochs; holds model, optimiser, scheduler and history so a run can resume."""
 
     def __init__(self, cfg: TrainConfig, model: Classifier, train: Prepared, val: Prepared, device: torch.device):
         self.cfg, self.model, self.train_set, self.val_set, self.device = cfg, model, train, val, device
         self.spec = preprocess_spec_for(model)
+        self.train_sources = [source_of(r) for r in train.records]
+        self.val_sources = [source_of(r) for r in val.records]
+        # the auxiliary diagnosis head lives here, not in the model: export and serving never see it
+        self.diagnoses = np.array([diagnosis_of(r) for r in train.records], dtype=np.int64)
+        self.aux: torch.nn.Linear | None = None
+        if cfg.aux_weight > 0:
+            with torch.no_grad():
+                size = self.spec.input_size
+                width = model.pool(model.feature_maps(torch.zeros(1, 3, size, size, device=device))).shape[1]
+            self.aux = torch.nn.Linear(width, len(DIAGNOSES)).to(device)
         params = [p for p in model.parameters() if p.requires_grad]
+        if self.aux is not None:
+            params += list(self.aux.parameters())
         self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.steps_per_epoch = math.ceil(len(train.labels) / cfg.batch_size)
         if cfg.max_steps:
@@ -176,15 +235,16 @@ class Trainer:
     def _order(self) -> np.ndarray:
         n = len(self.train_set.labels)
         rng = np.random.default_rng(self.cfg.seed * 1000 + self.epoch)
-        if self.cfg.balance != "sampler":
+        weights = sampling_weights(self.train_set.labels, self.train_sources, self.cfg.balance)
+        if weights is None:
             return rng.permutation(n)
-        labels = self.train_set.labels
-        weights = np.where(labels == 1, 0.5 / max(labels.sum(), 1), 0.5 / max((labels == 0).sum(), 1))
-        return rng.choice(n, size=n, replace=True, p=weights / weights.sum())
+        return rng.choice(n, size=n, replace=True, p=weights)
 
     def train_epoch(self) -> dict[str, float]:
         cfg, model = self.cfg, self.model
         model.train()
+        if self.aux is not None:
+            self.aux.train()
         if isinstance(model, EfficientNetLite0) and cfg.freeze_blocks:
             # frozen layers keep their ImageNet batch statistics too
             for module in [model._bn0, *model._blocks[: cfg.freeze_blocks]]:
@@ -206,9 +266,16 @@ class Trainer:
             if self.device.type == "cuda":
                 x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.scaler.is_enabled()):
-                logits = model(x)
+                pooled = model.pool(model.feature_maps(x))
+                logits = model.logit(pooled).squeeze(1)
             pw = torch.tensor(self.pos_weight, device=self.device)
             loss = F.binary_cross_entropy_with_logits(logits.float(), y, pos_weight=pw)
+            dx = self.diagnoses[idx]
+            if self.aux is not None and (dx >= 0).any():
+                known = torch.from_numpy(np.flatnonzero(dx >= 0)).to(self.device)
+                target = torch.from_numpy(dx[dx >= 0]).to(self.device)
+                aux_logits = self.aux(F.dropout(pooled.float()[known], 0.2, training=True))
+                loss = loss + cfg.aux_weight * F.cross_entropy(aux_logits, target)
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             self.scaler.step(self.optimizer)
@@ -235,7 +302,12 @@ class Trainer:
         t = torch.from_numpy(logits)
         pw = torch.tensor(self.pos_weight)
         loss = float(F.binary_cross_entropy_with_logits(t, torch.from_numpy(y).float(), pos_weight=pw))
-        return {"val_loss": loss, "val_accuracy": float(((logits > 0) == y).mean()), "val_auc": _auc(y, logits)}
+        return {
+            "val_loss": loss,
+            "val_accuracy": float(((logits > 0) == y).mean()),
+            "val_auc": _auc(y, logits),
+            "val_auc_sources": auc_within_sources(y, logits, self.val_sources),
+        }
 
     def improved(self, row: dict[str, float]) -> bool:
         """Better on the monitored metric, or as good with a lower validation loss (AUC often ties at 1.0
@@ -270,7 +342,8 @@ class Trainer:
                 self.stale += 1
             tqdm.write(
                 f"epoch {row['epoch']:>3}: train loss {row['train_loss']:.4f} acc {row['train_accuracy']:.3f} | "
-                f"val loss {row['val_loss']:.4f} acc {row['val_accuracy']:.3f} auc {row['val_auc']:.4f} | "
+                f"val loss {row['val_loss']:.4f} acc {row['val_accuracy']:.3f} auc {row['val_auc']:.4f} "
+                f"(within sources {row['val_auc_sources']:.4f}) | "
                 f"lr {row['lr']:.2e} | {row['seconds']:.0f}s{' *' if self.stale == 0 else ''}"
             )
             self.save(out / "last.pt")
@@ -290,6 +363,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "ema": self.ema.state_dict() if self.ema is not None else None,
+            "aux": self.aux.state_dict() if self.aux is not None else None,
             "epoch": self.epoch,
             "best": self.best,
             "best_loss": self.best_loss,
@@ -312,6 +386,8 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         if self.ema is not None and state.get("ema") is not None:
             self.ema.load_state_dict(state["ema"])
+        if self.aux is not None and state.get("aux") is not None:
+            self.aux.load_state_dict(state["aux"])
         self.epoch, self.best, self.best_state = state["epoch"], state["best"], state["best_state"]
         self.best_loss = state.get("best_loss", math.inf)
         self.stale, self.history = state["stale"], state["history"]
@@ -456,7 +532,9 @@ def train_prepared(cfg: TrainConfig, train_set: Prepared, val_set: Prepared, sum
     device = pick_device(cfg.device)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    model = create_model(cfg.model, pretrained=cfg.pretrained, dropout=cfg.dropout).to(device)
+    model = create_model(cfg.model, pretrained=cfg.pretrained and not cfg.init, dropout=cfg.dropout).to(device)
+    if cfg.init:
+        model.load_state_dict(torch.load(cfg.init, map_location=device, weights_only=False)["model"])
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     if isinstance(model, EfficientNetLite0) and cfg.freeze_blocks:

@@ -22,9 +22,12 @@ class TrainConfig:
     weight_decay: float = 1e-4
     dropout: float | None = None  # before the last layer; None keeps the model's own (seed-cnn: 0.5)
     freeze_blocks: int = 3  # EfficientNet: stem + first N blocks stay ImageNet (generic, and 2.5x cheaper on CPU)
-    balance: str = "pos_weight"  # "pos_weight" (weighted BCE), "sampler" (balanced batches) or "none"
+    balance: str = "pos_weight"  # "pos_weight" (weighted BCE), "sampler" (balanced batches), "source" or "none"
+    # "source": balanced within each data source, so a source's look says nothing about the label
+    aux_weight: float = 0.0  # weight of an auxiliary 7-class diagnosis loss (HAM10000 dx); training only
     val_fraction: float = 0.15  # grouped by lesion and by duplicate photograph
-    monitor: str = "val_auc"  # chooses the best epoch; early stopping watches it too
+    monitor: str = "val_auc"  # chooses the best epoch; early stopping watches it too ("val_auc_sources":
+    # the mean AUC within each validation source, blind to sources that differ in their share of malignant)
     patience: int = 4  # epochs without improvement before stopping
     schedule: str = "plateau"  # "plateau" (LR drops when the monitor stalls) or "cosine" (per step, after warmup)
     warmup_epochs: float = 1.0  # cosine only: linear warmup from 1 % of lr
@@ -44,6 +47,7 @@ class TrainConfig:
     skip_bad: bool = False  # leave out unreadable images with a warning instead of stopping
     out: str = "runs/efficientnet-lite0"  # checkpoints, history and curves go here
     resume: str = ""  # a last.pt to continue from
+    init: str = ""  # a best.pt whose weights start this run (fine-tuning) instead of ImageNet's
 
 
 def config_from(toml_path: str | Path | None = None, **overrides: Any) -> TrainConfig:
