@@ -35,6 +35,23 @@ def test_threshold_meets_the_sensitivity_target(target: float) -> None:
     assert (prob[labels == 1] >= t + 1e-9).mean() < target or t >= prob.max()
 
 
+def test_threshold_holds_the_sensitivity_in_every_source() -> None:
+    rng = np.random.default_rng(3)
+    # "easy": malignant cases score high; "hard": they overlap the benign ones; "tiny": too few to count
+    easy = np.r_[rng.uniform(0.6, 1.0, 200), rng.uniform(0.0, 0.5, 100)]
+    hard = np.r_[rng.uniform(0.1, 0.8, 60), rng.uniform(0.0, 0.6, 400)]
+    tiny = np.r_[np.full(5, 0.01), rng.uniform(0.0, 0.5, 20)]
+    prob = np.r_[easy, hard, tiny]
+    labels = np.r_[np.ones(200), np.zeros(100), np.ones(60), np.zeros(400), np.ones(5), np.zeros(20)].astype(int)
+    sources = ["easy"] * 300 + ["hard"] * 460 + ["tiny"] * 25
+    pooled = choose_threshold(prob, labels, 0.9)
+    hard_cases = (np.asarray(sources) == "hard") & (labels == 1)
+    assert (prob[hard_cases] >= pooled).mean() < 0.9  # pooled, the easy source carries the target
+    t = choose_threshold(prob, labels, 0.9, sources)
+    assert t < pooled and (prob[hard_cases] >= t).mean() >= 0.9 and (prob[labels == 1] >= t).mean() >= 0.9
+    assert t > 0.01  # the 5 malignant cases of "tiny" set nothing of their own
+
+
 def test_feature_distance_separates_outliers() -> None:
     rng = np.random.default_rng(2)
     train = rng.normal(size=(800, 32)) @ rng.normal(size=(32, 32))

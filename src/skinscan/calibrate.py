@@ -3,6 +3,7 @@ distribution behind the "is this a skin lesion at all" check (numpy, no torch)."
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,8 +47,29 @@ def fit_calibration(logits: np.ndarray, labels: np.ndarray) -> Calibration:
     return Calibration(temperature=float(np.exp(log_t)), bias=float(b))
 
 
-def choose_threshold(prob: np.ndarray, labels: np.ndarray, target_sensitivity: float) -> float:
-    """The highest threshold whose sensitivity on these cases is at least the target."""
+# a source with fewer malignant validation images than this sets no threshold of its own (too noisy)
+MIN_POSITIVES_PER_SOURCE = 30
+
+
+def choose_threshold(
+    prob: np.ndarray, labels: np.ndarray, target_sensitivity: float, sources: Sequence[str] | None = None
+) -> float:
+    """The highest threshold whose sensitivity on these cases is at least the target; with `sources`, at
+    least the target within every source that has MIN_POSITIVES_PER_SOURCE malignant cases, as well as
+    overall.
+
+    Pooled over sources, easy malignant cases of one collection can carry the sensitivity while another's,
+    more like a new clinic's, falls below the target; the lowest of the per-source thresholds holds it in each.
+    """
+    if sources is not None:
+        names, labels = np.asarray(sources), np.asarray(labels)
+        prob = np.asarray(prob, dtype=np.float64)
+        candidates = [choose_threshold(prob, labels, target_sensitivity)]
+        for source in sorted(set(names)):
+            there = names == source
+            if labels[there].sum() >= MIN_POSITIVES_PER_SOURCE:
+                candidates.append(choose_threshold(prob[there], labels[there], target_sensitivity))
+        return min(candidates)
     prob = np.asarray(prob, dtype=np.float64)
     positives = np.sort(prob[np.asarray(labels) == 1])[::-1]
     if positives.size == 0:

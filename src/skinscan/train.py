@@ -440,7 +440,7 @@ def finalize(
     val_logits, val_feats, val_texture = predict_logits(model, val.pixels, spec, device)
     calibration = fit_calibration(val_logits, val.labels)
     val_prob = calibration.apply(val_logits)
-    threshold = choose_threshold(val_prob, val.labels, cfg.target_sensitivity)
+    threshold = choose_threshold(val_prob, val.labels, cfg.target_sensitivity, [source_of(r) for r in val.records])
     rng = np.random.default_rng(cfg.seed)
     n = min(cfg.feature_images, len(train.labels)) if cfg.feature_images else len(train.labels)
     pick = np.sort(rng.choice(len(train.labels), size=n, replace=False))
