@@ -50,7 +50,9 @@ bench: install
 train: install
 	$(BIN)/skinscan train --config experiments/bundled.toml --out runs/bundled
 	$(BIN)/skinscan refit runs/bundled/best.pt --out runs/bundled/refit.pt
-	$(BIN)/skinscan export runs/bundled/refit.pt --out runs/bundled/export
+	$(BIN)/skinscan train --config experiments/finetune.toml --init runs/bundled/refit.pt --out runs/ft
+	$(BIN)/skinscan refit runs/ft/best.pt --out runs/ft/refit.pt
+	$(BIN)/skinscan export runs/ft/refit.pt --out runs/ft/export
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

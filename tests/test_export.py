@@ -45,6 +45,10 @@ def test_spec_travels_in_the_onnx_file_and_beside_it(tiny_model_dir: Path) -> No
     assert beside.architecture == "tiny-cnn" and beside.input_size == 64
     assert beside.ood_threshold is not None and beside.cam_size == (8, 8)
     assert "CC BY-NC-SA" not in beside.license  # synthetic training data, not HAM10000
+    # the recipe travels too, without this machine's paths; and how the threshold was chosen
+    recipe = beside.training_data["training_config"]
+    assert recipe["model"] == "tiny-cnn" and recipe["epochs"] == 6 and not {"data", "out", "threads"} & set(recipe)
+    assert "within every source" in beside.training_data["threshold_rule"]
 
 
 def test_engine_reads_the_embedded_spec_without_model_json(tiny_model_dir: Path, tmp_path: Path) -> None:

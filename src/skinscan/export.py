@@ -127,6 +127,9 @@ def _export(module: nn.Module, dummy: torch.Tensor, buffer: io.BytesIO) -> None:
     )
 
 
+_LOCAL_SETTINGS = {"data", "holdout", "duplicates", "out", "resume", "threads", "device"}
+
+
 def _describe_data(data: dict[str, Any]) -> dict[str, Any]:
     described = dict(data)
     names = [Path(p).name for p in data.get("sources", [])]
@@ -168,6 +171,9 @@ def build_spec(
         training_data={
             **_describe_data(ckpt.get("data", {})),
             "best_epoch": ckpt.get("best_epoch", {}),
+            # the recipe, minus where this machine kept things: what another machine needs to train it again
+            "training_config": {k: v for k, v in ckpt.get("config", {}).items() if k not in _LOCAL_SETTINGS},
+            "threshold_rule": ckpt.get("threshold_rule", "the highest with validation sensitivity >= the target"),
             "val_auc": ckpt.get("val_auc"),
             "ood_quantile": ood_quantile,
             "ood_margin": ood_margin,

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from skinscan.augment import AugmentConfig, augment_batch, normalise
-from skinscan.calibrate import choose_threshold, fit_calibration, fit_feature_gaussian
+from skinscan.calibrate import MIN_POSITIVES_PER_SOURCE, choose_threshold, fit_calibration, fit_feature_gaussian
 from skinscan.data import (
     DIAGNOSES,
     Duplicates,
@@ -453,6 +453,8 @@ def finalize(
         "logit_bias": calibration.bias,
         "threshold": threshold,
         "target_sensitivity": cfg.target_sensitivity,
+        "threshold_rule": f"the highest threshold with validation sensitivity >= {cfg.target_sensitivity} overall "
+        f"and within every source with >= {MIN_POSITIVES_PER_SOURCE} malignant validation images",
         "val_auc": _auc(val.labels, val_logits),
         "val_n": len(val.labels),
         "val_keys": [r.key for r in val.records],
