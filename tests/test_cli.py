@@ -35,6 +35,14 @@ def test_train_export_evaluate_end_to_end(synthetic_data: Path, tmp_path: Path) 
     assert metrics["n"] == 24 and metrics["n_malignant"] == 12
     for name in ("report.html", "roc.png", "pr.png", "reliability.png", "confusion.png", "grid.png"):
         assert (report / name).is_file(), name
+    import csv
+
+    with (report / "predictions.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 24 and {r["label"] for r in rows} == {"benign", "malignant"}
+    called = sum(r["call"] == r["label"] for r in rows) / len(rows)
+    assert called == pytest.approx(metrics["accuracy"], abs=1e-3)  # the rows are the cases the metrics count
+    assert all((float(r["probability"]) >= metrics["threshold"]) == (r["call"] == "malignant") for r in rows)
     # a checkpoint evaluates too, and agrees with its export
     assert main(["evaluate", str(synthetic_data), "--split", "test", "--model", str(run / "best.pt"),
                  "--out", str(tmp_path / "report_ckpt"), "--n-boot", "0"]) == 0  # fmt: skip

@@ -10,7 +10,15 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from skinscan.data import Duplicates, Record, SkippedRecords, drop_same_images, find_manifests, load_records
+from skinscan.data import (
+    CLASS_NAMES,
+    Duplicates,
+    Record,
+    SkippedRecords,
+    drop_same_images,
+    find_manifests,
+    load_records,
+)
 from skinscan.errors import DataError, InvalidImageError
 from skinscan.preprocess import PreprocessSpec, prepare_pixels, to_input
 from skinscan.quality import QualityLimits, measure_quality
@@ -137,7 +145,7 @@ def evaluate(
     skip_bad: bool = False,
     n_boot: int = 1000,
 ) -> dict[str, Any]:
-    """Evaluate a model on labelled data; writes metrics.json, plots and report.html into `out`.
+    """Evaluate a model on labelled data; writes metrics.json, predictions.csv, plots and report.html into `out`.
 
     Args:
         data: any layout `load_records` reads.
@@ -184,4 +192,19 @@ def evaluate(
         extra={"rejected_fraction": rejected_fraction, "model": scorer.name, "data": info["data"]},
     )
     metrics["rejected_fraction"] = rejected_fraction
+    write_predictions(Path(out) / "predictions.csv", kept, scored["prob"], scored["rejected"], chosen)
     return metrics
+
+
+def write_predictions(
+    path: Path, records: Sequence[Record], prob: np.ndarray, rejected: np.ndarray, threshold: float
+) -> None:
+    """One row per image: what a clinic needs to check a threshold or calibration on its own cases."""
+    import csv
+
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["key", "path", "label", "probability", "call", "refused_by_input_checks"])
+        for record, p, refused in zip(records, prob, rejected, strict=True):
+            call = "malignant" if p >= threshold else "benign"
+            writer.writerow([record.key, record.path, CLASS_NAMES[record.label], f"{p:.6f}", call, int(refused)])
