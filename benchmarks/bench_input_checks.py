@@ -4,7 +4,7 @@ Non-lesion images: the photos that ship with scikit-image (`skimage.data`, the l
 matplotlib, scipy's sample images when they can be had offline, and synthetic noise, blank and gradient
 images. Lesions: the real dermoscopy test sets in ../shared/data.
 Targets (engine issue): reject >= 95 % of non-lesion images and <= 2 % of real dermoscopy.
-Usage: python benchmarks/bench_input_checks.py [--model PATH] [--quick]"""
+Usage: python benchmarks/bench_input_checks.py [--model PATH] [--int8 PATH] [--quick]"""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from common import SHARED, bench_parser, write_results
+from common import ROOT, SHARED, bench_parser, write_results
 
 
 def non_lesion_images() -> Iterator[tuple[str, Image.Image]]:
@@ -67,40 +67,63 @@ def lesion_paths(limit: int | None = None) -> dict[str, list[Path]]:
     return sets
 
 
-def main() -> None:
-    parser = bench_parser(__doc__, "a seconds-long smoke run (64 lesions per test set)")
-    args = parser.parse_args()
+def measure(model: str, quick: bool) -> dict[str, Any]:
+    """One model's input checks on every non-lesion image and on the real test sets."""
     from skinscan.engine import Engine
 
-    engine = Engine(args.model)
+    engine = Engine(model)
     non_lesion: list[dict[str, Any]] = []
     for name, image in non_lesion_images():
         p = engine.predict(image)
         non_lesion.append({"image": name, "rejected": p.status == "rejected", "reason": p.reason,
                            "ood_distance": p.ood_distance})  # fmt: skip
-    missed = [r["image"] for r in non_lesion if not r["rejected"]]
     lesions = {}
-    for name, paths in lesion_paths(64 if args.quick else None).items():
+    for name, paths in lesion_paths(64 if quick else None).items():
         rejected = 0
         for start in range(0, len(paths), 32):
             results = engine.predict_batch([str(p) for p in paths[start : start + 32]])
             rejected += sum(1 for r in results if getattr(r, "status", "") == "rejected")
         lesions[name] = {"n": len(paths), "rejected": rejected, "rate": round(rejected / len(paths), 4)}
-    rate = sum(r["rejected"] for r in non_lesion) / len(non_lesion)
-    table = [
-        f"# Input checks ({engine.spec.id}; feature-distance threshold {engine.spec.ood_threshold})"
-        + (" (quick run: 64 lesions per set)" if args.quick else ""),
-        "",
+    return {
+        "model": engine.spec.id,
+        "ood_threshold": engine.spec.ood_threshold,
+        "non_lesion_rejection_rate": round(sum(r["rejected"] for r in non_lesion) / len(non_lesion), 4),
+        "non_lesion": non_lesion,
+        "lesions": lesions,
+        "accepted_non_lesion": [r["image"] for r in non_lesion if not r["rejected"]],
+    }
+
+
+def table(result: dict[str, Any]) -> list[str]:
+    missed = result["accepted_non_lesion"]
+    return [
         "| images | n | rejected | target |",
         "|---|---|---|---|",
-        f"| non-lesion (skimage, matplotlib, noise, blank, gradients) | {len(non_lesion)} | {rate:.1%} | ≥ 95 % |",
-        *[f"| {k} (real dermoscopy) | {v['n']} | {v['rate']:.1%} | ≤ 2 % |" for k, v in lesions.items()],
+        f"| non-lesion (skimage, matplotlib, noise, blank, gradients) | {len(result['non_lesion'])} | "
+        f"{result['non_lesion_rejection_rate']:.1%} | ≥ 95 % |",
+        *[f"| {k} (real dermoscopy) | {v['n']} | {v['rate']:.1%} | ≤ 2 % |" for k, v in result["lesions"].items()],
         "",
         f"Non-lesion images accepted: {', '.join(missed) if missed else 'none'}",
     ]
-    write_results("input_checks", {"quick": args.quick, "non_lesion_rejection_rate": round(rate, 4),
-                                   "non_lesion": non_lesion, "lesions": lesions, "accepted_non_lesion": missed},
-                  table)  # fmt: skip
+
+
+def main() -> None:
+    parser = bench_parser(__doc__, "a seconds-long smoke run (64 lesions per test set)")
+    parser.add_argument("--int8", default=str(ROOT / "models" / "int8"), help="the 8-bit variant ('' leaves it out)")
+    args = parser.parse_args()
+    result = measure(args.model, args.quick)
+    lines = [
+        f"# Input checks ({result['model']}; input-check score threshold {result['ood_threshold']:.3g})"
+        + (" (quick run: 64 lesions per set)" if args.quick else ""),
+        "",
+        *table(result),
+    ]
+    if args.int8 and Path(args.int8).exists():
+        # its own threshold, refitted on its own validation scores by `skinscan quantize`
+        result["int8"] = measure(args.int8, args.quick)
+        lines += ["", f"8-bit variant ({result['int8']['model']}; threshold {result['int8']['ood_threshold']:.3g}):",
+                  "", *table(result["int8"])]  # fmt: skip
+    write_results("input_checks", {"quick": args.quick, **result}, lines)
 
 
 if __name__ == "__main__":
