@@ -60,6 +60,11 @@ def test_config_from_toml_and_overrides(tmp_path: Path) -> None:
     assert (cfg.model, cfg.epochs, cfg.lr) == ("seed-cnn", 5, 0.01)
     with pytest.raises(ValueError, match="unknown training settings: epoch"):
         config_from(None, epoch=3)
+    # misspelt choices stop at once, not after an epoch of training
+    with pytest.raises(ValueError, match="valid: pos_weight, sampler, source, none"):
+        config_from(None, balance="sources")
+    with pytest.raises(ValueError, match="valid: val_auc, val_auc_sources"):
+        config_from(None, monitor="auc")
 
 
 def test_unreadable_image_stops_before_training_or_is_skipped(synthetic_data: Path, tmp_path: Path) -> None:
@@ -178,6 +183,8 @@ def test_source_balance_auxiliary_diagnosis_and_fine_tuning(synthetic_data: Path
     after = dict(load_checkpoint(tuned)[0].named_parameters())
     for name, value in model.named_parameters():
         torch.testing.assert_close(after[name], value)
+    with pytest.raises(DataError, match="holds a tiny-cnn, not the seed-cnn"):
+        train(_cfg(synthetic_data, tmp_path / "wrong", model="seed-cnn", init=str(best)))
 
 
 def test_sampling_weights_balance_labels_within_each_source() -> None:

@@ -180,8 +180,10 @@ def sampling_weights(labels: np.ndarray, sources: Sequence[str], balance: str) -
             source = g.rsplit("|", 1)[0]
             labels_there = len({x for x in groups[names == source]})
             shares[g] = float((names == source).mean()) / labels_there
-    else:
+    elif balance in ("pos_weight", "none"):
         return None
+    else:
+        raise ValueError(f"unknown balance {balance!r}")
     counts = {g: int((groups == g).sum()) for g in shares}
     weights = np.array([shares[g] / counts[g] for g in groups])
     return weights / weights.sum()
@@ -506,6 +508,14 @@ def refit(checkpoint: str | Path, out: str | Path, feature_images: int = 0) -> P
     return out
 
 
+def initial_weights(cfg: TrainConfig) -> dict[str, torch.Tensor]:
+    """The weights of the checkpoint that `cfg.init` names, checked to be of the network being trained."""
+    _, ckpt = load_checkpoint(cfg.init)
+    if ckpt["model_name"] != cfg.model:
+        raise DataError(f"{cfg.init} holds a {ckpt['model_name']}, not the {cfg.model} being trained")
+    return ckpt["model"]
+
+
 def train(cfg: TrainConfig) -> Path:
     """Train, keep the best epoch, fit the validation-only extras, and write `best.pt` in cfg.out.
 
@@ -513,6 +523,8 @@ def train(cfg: TrainConfig) -> Path:
         The path of the best checkpoint.
     """
     spec = preprocess_spec_for(create_model(cfg.model, pretrained=False))
+    if cfg.init:
+        initial_weights(cfg)  # a wrong or unreadable checkpoint stops the run before the images load
     train_records, val_records, summary = gather_records(cfg)
     tqdm.write(
         f"data: {summary['train']} training images ({summary['train_malignant']} malignant), "
@@ -536,7 +548,7 @@ def train_prepared(cfg: TrainConfig, train_set: Prepared, val_set: Prepared, sum
     out.mkdir(parents=True, exist_ok=True)
     model = create_model(cfg.model, pretrained=cfg.pretrained and not cfg.init, dropout=cfg.dropout).to(device)
     if cfg.init:
-        model.load_state_dict(torch.load(cfg.init, map_location=device, weights_only=False)["model"])
+        model.load_state_dict(initial_weights(cfg))
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     if isinstance(model, EfficientNetLite0) and cfg.freeze_blocks:

@@ -49,6 +49,17 @@ class TrainConfig:
     resume: str = ""  # a last.pt to continue from
     init: str = ""  # a best.pt whose weights start this run (fine-tuning) instead of ImageNet's
 
+    def __post_init__(self) -> None:
+        # checked here, not after the first epoch's minutes of work
+        if self.balance not in BALANCES:
+            raise ValueError(f"unknown balance {self.balance!r}; valid: {', '.join(BALANCES)}")
+        if self.monitor not in MONITORS:
+            raise ValueError(f"unknown monitor {self.monitor!r}; valid: {', '.join(MONITORS)}")
+
+
+BALANCES = ("pos_weight", "sampler", "source", "none")
+MONITORS = ("val_auc", "val_auc_sources", "val_loss", "val_accuracy")
+
 
 def config_from(toml_path: str | Path | None = None, **overrides: Any) -> TrainConfig:
     """A TrainConfig from defaults, then a TOML file, then keyword overrides (None means "not given")."""
