@@ -156,23 +156,26 @@ def _read_metrics(items: list[str]) -> dict[str, Any]:
     return metrics
 
 
+def _command_line() -> str:
+    """This invocation as a shell command, for the spec of the model it writes."""
+    import shlex
+
+    return "skinscan " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
 def _run_export(args: argparse.Namespace) -> int:
     _require("torch")
     _require("onnx")
-    import shlex
-
     from skinscan.export import export_checkpoint
 
-    metrics = _read_metrics(args.metrics)
-    command = "skinscan " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     spec = export_checkpoint(
         args.checkpoint,
         args.out,
         version=args.version,
         ood_quantile=args.ood_quantile,
         ood_margin=args.ood_margin,
-        metrics=metrics,
-        command=command,
+        metrics=_read_metrics(args.metrics),
+        command=_command_line(),
     )
     print(f"exported {spec.id} (threshold {spec.threshold:.3f}, temperature {spec.temperature:.3f}) to {args.out}")
     return 0
@@ -225,18 +228,15 @@ def _add_quantize(sub: Any) -> None:
 def _run_quantize(args: argparse.Namespace) -> int:
     _require("torch")
     _require("onnx")
-    import shlex
-
     from skinscan.quantize import quantize_model
 
-    command = "skinscan " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     spec = quantize_model(
         args.model,
         args.checkpoint,
         args.out,
         calibration_images=args.calibration_images,
         metrics=_read_metrics(args.metrics),
-        command=command,
+        command=_command_line(),
     )
     auc = spec.training_data["quantisation"]["val_auc"]
     print(f"quantised {spec.id} (validation AUC {auc:.4f}, threshold {spec.threshold:.3f}) to {args.out}")
