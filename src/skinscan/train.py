@@ -176,10 +176,11 @@ def sampling_weights(labels: np.ndarray, sources: Sequence[str], balance: str) -
         groups = np.array([f"{s}|{y}" for s, y in zip(sources, labels, strict=True)])
         names = np.asarray(sources)
         shares = {}
-        for g in set(groups):
-            source = g.rsplit("|", 1)[0]
-            labels_there = len({x for x in groups[names == source]})
-            shares[g] = float((names == source).mean()) / labels_there
+        for source in set(sources):
+            there = names == source
+            present = np.unique(labels[there])
+            for label in present:  # the source's share of the draws, split equally between its labels
+                shares[f"{source}|{label}"] = float(there.mean()) / len(present)
     elif balance in ("pos_weight", "none"):
         return None
     else:
