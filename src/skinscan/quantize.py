@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 
 from skinscan.calibrate import choose_threshold, fit_calibration
-from skinscan.data import source_of
 from skinscan.export import OOD_QUANTILE, save_model, weights_hash
 from skinscan.preprocess import to_input
 from skinscan.spec import ModelSpec
@@ -114,8 +113,7 @@ def quantize_model(
     logits = np.concatenate([o[0] for o in outputs])
     ood = np.concatenate([o[2] for o in outputs])
     fitted = fit_calibration(logits, val.labels)
-    sources = [source_of(r) for r in val.records]
-    threshold = choose_threshold(fitted.apply(logits), val.labels, spec.target_sensitivity, sources)
+    threshold = choose_threshold(fitted.apply(logits), val.labels, spec.target_sensitivity, val.sources)
     # the float graph's score is scaled so that its threshold is the export margin; keep that margin
     ood_threshold = float(np.quantile(ood, OOD_QUANTILE)) * spec.ood_threshold if spec.ood_threshold else None
     from sklearn.metrics import roc_auc_score

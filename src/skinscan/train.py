@@ -9,6 +9,7 @@ import random
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
@@ -47,6 +48,11 @@ class Prepared:
     records: list[Record]
     pixels: np.ndarray  # N x S x S x 3 uint8
     labels: np.ndarray  # N int64
+
+    @cached_property
+    def sources(self) -> list[str]:
+        """The collection each image comes from (see `skinscan.data.source_of`)."""
+        return [source_of(r) for r in self.records]
 
 
 def gather_records(cfg: TrainConfig) -> tuple[list[Record], list[Record], dict[str, Any]]:
@@ -196,8 +202,6 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, model: Classifier, train: Prepared, val: Prepared, device: torch.device):
         self.cfg, self.model, self.train_set, self.val_set, self.device = cfg, model, train, val, device
         self.spec = preprocess_spec_for(model)
-        self.train_sources = [source_of(r) for r in train.records]
-        self.val_sources = [source_of(r) for r in val.records]
         # the auxiliary diagnosis head lives here, not in the model: export and serving never see it
         self.diagnoses = np.array([diagnosis_of(r) for r in train.records], dtype=np.int64)
         self.aux: torch.nn.Linear | None = None
@@ -238,7 +242,7 @@ class Trainer:
     def _order(self) -> np.ndarray:
         n = len(self.train_set.labels)
         rng = np.random.default_rng(self.cfg.seed * 1000 + self.epoch)
-        weights = sampling_weights(self.train_set.labels, self.train_sources, self.cfg.balance)
+        weights = sampling_weights(self.train_set.labels, self.train_set.sources, self.cfg.balance)
         if weights is None:
             return rng.permutation(n)
         return rng.choice(n, size=n, replace=True, p=weights)
@@ -309,7 +313,7 @@ class Trainer:
             "val_loss": loss,
             "val_accuracy": float(((logits > 0) == y).mean()),
             "val_auc": _auc(y, logits),
-            "val_auc_sources": auc_within_sources(y, logits, self.val_sources),
+            "val_auc_sources": auc_within_sources(y, logits, self.val_set.sources),
         }
 
     def improved(self, row: dict[str, float]) -> bool:
@@ -443,7 +447,7 @@ def finalize(
     val_logits, val_feats, val_texture = predict_logits(model, val.pixels, spec, device)
     calibration = fit_calibration(val_logits, val.labels)
     val_prob = calibration.apply(val_logits)
-    threshold = choose_threshold(val_prob, val.labels, cfg.target_sensitivity, [source_of(r) for r in val.records])
+    threshold = choose_threshold(val_prob, val.labels, cfg.target_sensitivity, val.sources)
     rng = np.random.default_rng(cfg.seed)
     n = min(cfg.feature_images, len(train.labels)) if cfg.feature_images else len(train.labels)
     pick = np.sort(rng.choice(len(train.labels), size=n, replace=False))
