@@ -50,6 +50,30 @@ def test_train_export_evaluate_end_to_end(synthetic_data: Path, tmp_path: Path) 
     assert from_ckpt["auc"] == pytest.approx(metrics["auc"], abs=1e-3)
 
 
+def test_evaluate_reports_each_diagnosis(synthetic_data: Path, tiny_model_dir: Path, tmp_path: Path) -> None:
+    # a clinic's own CSV with a diagnosis column, scored by a real exported model in a fresh process
+    rows = ["path,label,dx"]
+    for i, image in enumerate(sorted((synthetic_data / "test").glob("*/*.png"))):
+        label = image.parent.name
+        rows.append(f"{image},{label},{'mel' if label == 'malignant' else ('nv', 'bkl')[i % 2]}")
+    (tmp_path / "cases.csv").write_text("\n".join(rows) + "\n")
+    result = run_cli("evaluate", str(tmp_path / "cases.csv"), "--model", str(tiny_model_dir),
+                     "--out", str(tmp_path / "report"), "--n-boot", "0")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    by_dx = {r["group"]: r for r in metrics["by_diagnosis"]}
+    assert {k: (r["n"], r["n_malignant"]) for k, r in by_dx.items()} == {"mel": (12, 12), "nv": (6, 0), "bkl": (6, 0)}
+    fp, tp = metrics["confusion_matrix"][0][1], metrics["confusion_matrix"][1][1]
+    assert by_dx["mel"]["called_malignant"] == tp
+    assert by_dx["nv"]["called_malignant"] + by_dx["bkl"]["called_malignant"] == fp
+    assert f"mel      malignant {tp:>5}/12" in result.stdout
+    import csv
+
+    with (tmp_path / "report" / "predictions.csv").open() as f:
+        assert {r["diagnosis"] for r in csv.DictReader(f)} == {"mel", "nv", "bkl"}
+    assert "By diagnosis" in (tmp_path / "report" / "report.html").read_text()
+
+
 def test_predict_files_folders_json_csv_heatmaps(tiny_model_dir: Path, tmp_path: Path) -> None:
     images = tmp_path / "images"
     (images / "sub").mkdir(parents=True)

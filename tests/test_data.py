@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -83,6 +84,14 @@ def test_generic_csv(tmp_path: Path) -> None:
     records = load_records(tmp_path / "labels.csv")
     assert [r.label for r in records] == [0, 1]
     assert records[1].path == (tmp_path / "imgs" / "b.jpg").resolve()
+
+
+def test_generic_csv_keeps_the_diagnosis(tmp_path: Path) -> None:
+    _touch_image(tmp_path / "imgs" / "a.jpg")
+    _touch_image(tmp_path / "imgs" / "b.jpg", malignant=True)
+    (tmp_path / "labels.csv").write_text("path,label,diagnosis\nimgs/a.jpg,benign,BKL\nimgs/b.jpg,malignant,\n")
+    records = load_records(tmp_path / "labels.csv")
+    assert [r.meta.get("dx") for r in records] == ["bkl", None]  # lower-cased; an empty cell is no diagnosis
 
 
 @pytest.mark.parametrize(
@@ -168,6 +177,8 @@ def test_real_datasets_read_as_documented(shared_data: Path) -> None:
     assert (len(ham_train), sum(r.label for r in ham_train)) == (5984, 938)
     assert (len(ham_test), sum(r.label for r in ham_test)) == (1512, 307)
     assert (len(kaggle_test), sum(r.label for r in kaggle_test)) == (660, 300)
+    assert Counter(r.meta["dx"] for r in ham_test) == {"nv": 909, "bkl": 217, "mel": 171, "bcc": 93, "df": 44,
+                                                       "akiec": 43, "vasc": 35}  # fmt: skip
     dup = Duplicates.from_files(find_manifests([shared_data / "isic-mvb"]))
     kaggle_train = load_records(shared_data / "isic-mvb", "train")
     clean = drop_same_images(ham_train + kaggle_train, ham_test + kaggle_test, dup)

@@ -14,7 +14,13 @@ from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 
 from skinscan import DISCLAIMER
 from skinscan.reports import compute_metrics, plot_history, write_evaluation
-from skinscan.reports.metrics import METRIC_KEYS, classification_report_text, reliability_bins
+from skinscan.reports.metrics import (
+    METRIC_KEYS,
+    classification_report_text,
+    rates_by_group,
+    reliability_bins,
+    wilson_interval,
+)
 from skinscan.reports.plots import _grid_sample, plot_grid
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -146,6 +152,46 @@ def test_write_evaluation_writes_every_file(tmp_path: Path) -> None:
     assert "<script" not in page and "<link" not in page
     assert DISCLAIMER in page
     assert "tiny &lt;test&gt; &amp; model" in page and "<test>" not in page
+
+
+def test_wilson_interval_known_values() -> None:
+    # Wilson score intervals from the closed form (Newcombe 1998, table I): 0/10, 5/10, 81/263
+    assert wilson_interval(0, 10) == pytest.approx([0.0, 0.2775], abs=1e-4)
+    assert wilson_interval(5, 10) == pytest.approx([0.2366, 0.7634], abs=1e-4)
+    assert wilson_interval(81, 263) == pytest.approx([0.2553, 0.3662], abs=1e-4)
+    assert wilson_interval(0, 0) is None
+
+
+def test_rates_by_group_hand_computed() -> None:
+    y = [1, 1, 1, 0, 0, 0, 0, 1]
+    p = [0.9, 0.4, 0.6, 0.7, 0.1, 0.2, 0.5, 0.3]
+    groups = ["mel", "mel", "mel", "bkl", "bkl", "nv", "nv", ""]
+    rows = {r["group"]: r for r in rates_by_group(y, p, 0.5, groups)}
+    assert list(rows) == ["mel", "bkl", "nv"]  # largest first; the unnamed case is left out
+    assert (rows["mel"]["n"], rows["mel"]["n_malignant"], rows["mel"]["called_malignant"]) == (3, 3, 2)
+    assert rows["mel"]["rate"] == pytest.approx(2 / 3, abs=1e-4)  # a sensitivity
+    assert rows["bkl"]["rate"] == 0.5 and rows["nv"]["rate"] == 0.5  # false alarms; 0.5 is called malignant
+    assert rows["bkl"]["mean_probability"] == pytest.approx(0.4)
+    assert rows["mel"]["rate_ci"] == wilson_interval(2, 3)
+    with pytest.raises(ValueError, match="groups"):
+        rates_by_group(y, p, 0.5, groups[:-1])
+
+
+def test_write_evaluation_reports_each_diagnosis(tmp_path: Path) -> None:
+    y, prob = _synthetic(120)
+    dx = ["mel" if label else ("nv" if i % 3 else "bkl") for i, label in enumerate(y)]
+    metrics = write_evaluation(tmp_path, y, prob, 0.5, n_boot=0, by={"diagnosis": dx})
+    rows = {r["group"]: r for r in metrics["by_diagnosis"]}
+    assert sum(r["n"] for r in rows.values()) == 120
+    tp, fp = metrics["confusion_matrix"][1][1], metrics["confusion_matrix"][0][1]
+    assert rows["mel"]["called_malignant"] == tp
+    assert rows["nv"]["called_malignant"] + rows["bkl"]["called_malignant"] == fp
+    assert json.loads((tmp_path / "metrics.json").read_text())["by_diagnosis"] == metrics["by_diagnosis"]
+    page = (tmp_path / "report.html").read_text()
+    assert "By diagnosis" in page and "sensitivity" in page and "false alarms" in page
+    # without names for the cases there is no breakdown at all
+    plain = write_evaluation(tmp_path / "plain", y, prob, 0.5, n_boot=0, by={"diagnosis": [""] * 120})
+    assert "by_diagnosis" not in plain and "By diagnosis" not in (tmp_path / "plain" / "report.html").read_text()
 
 
 def test_write_evaluation_single_class_without_thumbs(tmp_path: Path) -> None:

@@ -4,7 +4,8 @@ Layouts `load_records` understands:
 1. a folder per class: ROOT/[SPLIT/]{benign,malignant}/* (the Kaggle layout);
 2. the official HAM10000 files: HAM10000_metadata.csv (split "train") and the ISIC 2018 Task 3
    ground-truth CSV (split "test"), images searched below ROOT by image id;
-3. a CSV with an image column (path, file or image) and a label column (benign/malignant or 0/1).
+3. a CSV with an image column (path, file or image) and a label column (benign/malignant or 0/1); optional
+   columns: split, lesion_id (images of one lesion never straddle a split) and dx or diagnosis.
 """
 
 from __future__ import annotations
@@ -175,7 +176,9 @@ def _load_generic_csv(csv_path: Path, split: str | None, skip_bad: bool, skipped
         else:
             key = f"{csv_path.parent.name}:{rel}"
             group = (row.get("lesion_id") or "").strip() or key
-            records.append(Record(path, label, key, group, (row.get("split") or split or "").strip()))
+            dx = (row.get("dx") or row.get("diagnosis") or "").strip().lower()
+            meta = {"dx": dx} if dx else {}
+            records.append(Record(path, label, key, group, (row.get("split") or split or "").strip(), meta))
     return records
 
 

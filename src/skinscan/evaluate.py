@@ -147,6 +147,9 @@ def evaluate(
 ) -> dict[str, Any]:
     """Evaluate a model on labelled data; writes metrics.json, predictions.csv, plots and report.html into `out`.
 
+    Where the data name each image's diagnosis (HAM10000, ISIC 2018, a CSV with a dx column), the report also
+    says how often each diagnosis is called malignant (`by_diagnosis`).
+
     Args:
         data: any layout `load_records` reads.
         split: the data's split ("test", "train", ...).
@@ -179,6 +182,7 @@ def evaluate(
         "input checks": f"{float(scored['rejected'].mean()):.2%} of these images would be refused by the engine",
     }
     rejected_fraction = round(float(scored["rejected"].mean()), 4)
+    diagnoses = [r.meta.get("dx", "") for r in kept]
     metrics = write_evaluation(
         out,
         y,
@@ -190,6 +194,7 @@ def evaluate(
         info=info,
         n_boot=n_boot,
         extra={"rejected_fraction": rejected_fraction, "model": scorer.name, "data": info["data"]},
+        by={"diagnosis": diagnoses} if any(diagnoses) else None,
     )
     metrics["rejected_fraction"] = rejected_fraction
     write_predictions(Path(out) / "predictions.csv", kept, scored["prob"], scored["rejected"], chosen)
@@ -204,7 +209,8 @@ def write_predictions(
 
     with path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
-        writer.writerow(["key", "path", "label", "probability", "call", "refused_by_input_checks"])
+        writer.writerow(["key", "path", "label", "diagnosis", "probability", "call", "refused_by_input_checks"])
         for record, p, refused in zip(records, prob, rejected, strict=True):
             call = "malignant" if p >= threshold else "benign"
-            writer.writerow([record.key, record.path, CLASS_NAMES[record.label], f"{p:.6f}", call, int(refused)])
+            label, dx = CLASS_NAMES[record.label], record.meta.get("dx", "")
+            writer.writerow([record.key, record.path, label, dx, f"{p:.6f}", call, int(refused)])

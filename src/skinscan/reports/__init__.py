@@ -13,7 +13,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from skinscan import DISCLAIMER
 from skinscan.reports.html import write_report_html
-from skinscan.reports.metrics import check_predictions, classification_report_text, compute_metrics
+from skinscan.reports.metrics import check_predictions, classification_report_text, compute_metrics, rates_by_group
 from skinscan.reports.plots import plot_confusion, plot_grid, plot_history, plot_pr, plot_reliability, plot_roc
 
 __all__ = ["compute_metrics", "plot_history", "write_evaluation"]
@@ -32,6 +32,7 @@ def write_evaluation(
     n_boot: int = 1000,
     seed: int = 0,
     extra: Mapping[str, Any] | None = None,
+    by: Mapping[str, Sequence[str]] | None = None,
 ) -> dict[str, Any]:
     """Write a full evaluation of benign/malignant predictions into out_dir.
 
@@ -50,6 +51,8 @@ def write_evaluation(
         n_boot: bootstrap resamples for the 95 % intervals.
         seed: bootstrap seed.
         extra: more JSON-ready keys for metrics.json (the caller's own measurements, the model's name, ...).
+        by: a grouping of the cases (e.g. "diagnosis" → one name per case, "" where unknown): metrics.json gets
+            `by_<name>` (see `rates_by_group`) and the report a table of how often each group is called malignant.
 
     Returns:
         The metrics dict from `compute_metrics` (without the disclaimer).
@@ -59,6 +62,8 @@ def write_evaluation(
     out.mkdir(parents=True, exist_ok=True)
 
     metrics = compute_metrics(y, p, threshold, n_boot=n_boot, seed=seed)
+    breakdowns = {name: rates_by_group(y, p, threshold, groups) for name, groups in (by or {}).items()}
+    metrics.update({f"by_{name}": rows for name, rows in breakdowns.items() if rows})
     # allow_nan=False: metrics.json must stay strict JSON for other tools; compute_metrics never yields NaN.
     (out / "metrics.json").write_text(
         json.dumps({**metrics, **(extra or {}), "disclaimer": DISCLAIMER}, indent=2, allow_nan=False) + "\n", encoding="utf-8"
@@ -77,5 +82,7 @@ def write_evaluation(
 
     facts = dict(info or {})
     facts.setdefault("date", datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"))
-    write_report_html(out, title=title, metrics=metrics, report_text=report_text, images=images, info=facts)
+    write_report_html(
+        out, title=title, metrics=metrics, report_text=report_text, images=images, info=facts, breakdowns=breakdowns
+    )
     return metrics

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -86,6 +86,32 @@ def _info_table(info: Mapping[str, str], metrics: Mapping[str, Any]) -> str:
     return f"<table>{rows}</table>"
 
 
+def _breakdown_table(name: str, rows: Sequence[Mapping[str, Any]]) -> str:
+    """How often each group is called malignant: a sensitivity for malignant groups, a false-alarm rate for
+    benign ones."""
+    body = []
+    for row in rows:
+        if row["n_malignant"] == row["n"]:
+            meaning = "sensitivity"
+        elif row["n_malignant"] == 0:
+            meaning = "false alarms"
+        else:
+            meaning = "called malignant"
+        ci = row["rate_ci"]
+        interval = f"{ci[0]:.3f} – {ci[1]:.3f}" if ci else "n/a"
+        body.append(
+            f'<tr><td>{escape(row["group"])}</td><td class="num">{row["n"]}</td>'
+            f'<td class="num">{row["n_malignant"]}</td><td class="num">{row["called_malignant"]}</td>'
+            f'<td class="num">{row["rate"]:.3f}</td><td class="num">{escape(interval)}</td><td>{meaning}</td>'
+            f'<td class="num">{row["mean_probability"]:.3f}</td></tr>'
+        )
+    head = (
+        f"<tr><th>{escape(name)}</th><th>images</th><th>malignant</th><th>called malignant</th><th>rate</th>"
+        "<th>95 % CI (Wilson)</th><th>the rate is</th><th>mean probability</th></tr>"
+    )
+    return f"<table>{head}{''.join(body)}</table>"
+
+
 def _figure(name: str, path: Path) -> str:
     data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
     caption = escape(name)
@@ -102,6 +128,7 @@ def write_report_html(
     report_text: str,
     images: Mapping[str, Path],
     info: Mapping[str, str],
+    breakdowns: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
 ) -> Path:
     """Write `report.html` into out_dir, embedding every image so the file stands alone.
 
@@ -112,6 +139,7 @@ def write_report_html(
         report_text: sklearn classification report, shown preformatted.
         images: caption -> PNG path, embedded in this order.
         info: facts about the run (model, data, date, ...), shown as a table.
+        breakdowns: group name → `rates_by_group` rows, each shown as a table (empty ones are left out).
 
     Returns:
         The path of report.html.
@@ -119,6 +147,13 @@ def write_report_html(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     figures = "".join(_figure(name, path) for name, path in images.items())
+    sections = "".join(
+        f"<h2>By {escape(name)}</h2>\n<p class=\"note\">How often the cases of each {escape(name)} are called "
+        "malignant at the threshold: for a malignant group that is its sensitivity, for a benign group its rate "
+        f"of false alarms.</p>\n{_breakdown_table(name, rows)}\n"
+        for name, rows in (breakdowns or {}).items()
+        if rows
+    )
     page = f"""<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -138,7 +173,7 @@ threshold. Intervals are percentile bootstrap 95 % intervals over resampled case
 {_metrics_table(metrics)}
 <h2>Confusion matrix</h2>
 {_confusion_table(metrics)}
-<h2>Classification report</h2>
+{sections}<h2>Classification report</h2>
 <pre>{escape(report_text)}</pre>
 <h2>Figures</h2>
 <div class="figures">{figures}</div>

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -235,3 +236,47 @@ def classification_report_text(y_true: ArrayLike, prob: ArrayLike, threshold: fl
         y, pred, labels=[0, 1], target_names=list(CLASS_NAMES), digits=_DIGITS, zero_division=0
     )
     return str(text)
+
+
+def wilson_interval(hits: int, n: int, z: float = 1.96) -> list[float] | None:
+    """Wilson score 95 % interval of a proportion: sound for small groups and rates near 0 or 1."""
+    if n <= 0:
+        return None
+    rate = hits / n
+    centre = (rate + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(rate * (1 - rate) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return [_round(max(0.0, centre - half)), _round(min(1.0, centre + half))]
+
+
+def rates_by_group(
+    y_true: ArrayLike, prob: ArrayLike, threshold: float, groups: Sequence[str]
+) -> list[dict[str, Any]]:
+    """How often each group (a diagnosis, a clinic, a camera) is called malignant at the threshold.
+
+    For a group whose cases are all malignant the rate is its sensitivity; for an all-benign group it is its
+    false-alarm rate (1 - specificity). Cases whose group is "" are left out. Groups come largest first.
+
+    Returns:
+        One dict a group: `group`, `n`, `n_malignant`, `called_malignant` (count), `rate` with `rate_ci` (Wilson
+        95 %) and `mean_probability`.
+    """
+    y, p = check_predictions(y_true, prob)
+    names = np.asarray(list(groups), dtype=object)
+    if names.shape != y.shape:
+        raise ValueError(f"{names.size} groups for {y.size} cases")
+    rows = []
+    for name in sorted({str(g) for g in names if g}, key=lambda g: (-int(np.sum(names == g)), g)):
+        there = names == name
+        n, called = int(there.sum()), int(np.sum(p[there] >= threshold))
+        rows.append(
+            {
+                "group": name,
+                "n": n,
+                "n_malignant": int(y[there].sum()),
+                "called_malignant": called,
+                "rate": _round(called / n),
+                "rate_ci": wilson_interval(called, n),
+                "mean_probability": _round(float(p[there].mean())),
+            }
+        )
+    return rows
