@@ -31,6 +31,12 @@ def test_bundled_model_describes_itself(bundled: Engine) -> None:
     for name in ("isic2018_test", "kaggle_test"):
         metrics = spec.metrics[name]
         assert metrics["n"] > 600 and len(metrics["auc_ci"]) == 2
+    # the ISIC 2018 metrics say how often each diagnosis is called malignant; the counts add up to the matrix
+    by_dx = {row["group"]: row for row in spec.metrics["isic2018_test"]["by_diagnosis"]}
+    assert set(by_dx) == {"mel", "bcc", "akiec", "nv", "bkl", "df", "vasc"}
+    (_, fp), (_, tp) = spec.metrics["isic2018_test"]["confusion_matrix"]
+    assert sum(by_dx[d]["called_malignant"] for d in ("mel", "bcc", "akiec")) == tp
+    assert sum(by_dx[d]["called_malignant"] for d in ("nv", "bkl", "df", "vasc")) == fp
 
 
 @pytest.mark.data
