@@ -75,11 +75,20 @@ def test_imported_model_gives_the_keras_probabilities(keras_seed: tuple[Path, np
     np.testing.assert_allclose(prob, keras_prob, rtol=1e-4, atol=1e-5)
 
 
-def test_cli_import_keras(keras_seed: tuple[Path, np.ndarray, np.ndarray], tmp_path: Path) -> None:
+def test_cli_import_keras(
+    keras_seed: tuple[Path, np.ndarray, np.ndarray], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+    import shlex
+
     from skinscan.cli import main
 
-    assert main(["import-keras", str(keras_seed[0]), "--out", str(tmp_path / "m")]) == 0
-    assert (tmp_path / "m" / "model.onnx").is_file() and (tmp_path / "m" / "model.json").is_file()
+    out = tmp_path / "my models" / "seed"  # a space: the recorded command must still run as it reads
+    args = ["import-keras", str(keras_seed[0]), "--out", str(out)]
+    monkeypatch.setattr("sys.argv", ["skinscan", *args])
+    assert main(args) == 0
+    assert (out / "model.onnx").is_file()
+    assert shlex.split(json.loads((out / "model.json").read_text())["command"]) == ["skinscan", *args]
 
 
 def test_not_the_seed_network_is_refused(tmp_path: Path) -> None:

@@ -266,7 +266,7 @@ def _run_import_keras(args: argparse.Namespace) -> int:
     _require("h5py")
     from skinscan.keras_import import import_keras
 
-    spec = import_keras(args.h5, args.out, threshold=args.threshold, command="skinscan " + " ".join(sys.argv[1:]))
+    spec = import_keras(args.h5, args.out, threshold=args.threshold, command=_command_line())
     print(f"imported {args.h5} as {spec.id} into {args.out}")
     return 0
 
