@@ -67,6 +67,17 @@ def test_config_from_toml_and_overrides(tmp_path: Path) -> None:
         config_from(None, monitor="auc")
 
 
+@pytest.mark.parametrize(
+    "recipe", sorted((Path(__file__).parents[1] / "experiments").glob("*.toml")), ids=lambda p: p.name
+)
+def test_committed_recipes_are_valid(recipe: Path) -> None:
+    """Each recipe the model card cites loads, names a registered network and writes under runs/."""
+    from skinscan.models import list_models
+
+    cfg = config_from(recipe)
+    assert cfg.model in list_models() and cfg.out.startswith("runs/") and cfg.epochs > 0
+
+
 def test_unreadable_image_stops_before_training_or_is_skipped(synthetic_data: Path, tmp_path: Path) -> None:
     import shutil
 
