@@ -167,7 +167,7 @@ def test_rates_by_group_hand_computed() -> None:
     p = [0.9, 0.4, 0.6, 0.7, 0.1, 0.2, 0.5, 0.3]
     groups = ["mel", "mel", "mel", "bkl", "bkl", "nv", "nv", ""]
     rows = {r["group"]: r for r in rates_by_group(y, p, 0.5, groups)}
-    assert list(rows) == ["mel", "bkl", "nv"]  # largest first; the unnamed case is left out
+    assert list(rows) == ["mel", "bkl", "nv"]  # malignant first, then by size and name; the unnamed case is left out
     assert (rows["mel"]["n"], rows["mel"]["n_malignant"], rows["mel"]["called_malignant"]) == (3, 3, 2)
     assert rows["mel"]["rate"] == pytest.approx(2 / 3, abs=1e-4)  # a sensitivity
     assert rows["bkl"]["rate"] == 0.5 and rows["nv"]["rate"] == 0.5  # false alarms; 0.5 is called malignant
@@ -175,6 +175,9 @@ def test_rates_by_group_hand_computed() -> None:
     assert rows["mel"]["rate_ci"] == wilson_interval(2, 3)
     with pytest.raises(ValueError, match="groups"):
         rates_by_group(y, p, 0.5, groups[:-1])
+    # a small malignant group still comes before a large benign one
+    order = [r["group"] for r in rates_by_group([0, 0, 0, 1, 0], [0.1] * 5, 0.5, ["nv", "nv", "nv", "mel", "df"])]
+    assert order == ["mel", "nv", "df"]
 
 
 def test_write_evaluation_reports_each_diagnosis(tmp_path: Path) -> None:

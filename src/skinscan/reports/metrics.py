@@ -254,7 +254,8 @@ def rates_by_group(
     """How often each group (a diagnosis, a clinic, a camera) is called malignant at the threshold.
 
     For a group whose cases are all malignant the rate is its sensitivity; for an all-benign group it is its
-    false-alarm rate (1 - specificity). Cases whose group is "" are left out. Groups come largest first.
+    false-alarm rate (1 - specificity). Cases whose group is "" are left out. Groups come by their share of
+    malignant cases (malignant ones first), then largest first.
 
     Returns:
         One dict a group: `group`, `n`, `n_malignant`, `called_malignant` (count), `rate` with `rate_ci` (Wilson
@@ -265,7 +266,11 @@ def rates_by_group(
     if names.shape != y.shape:
         raise ValueError(f"{names.size} groups for {y.size} cases")
     rows = []
-    for name in sorted({str(g) for g in names if g}, key=lambda g: (-int(np.sum(names == g)), g)):
+    def order(name: str) -> tuple[float, int, str]:  # malignant groups first, then mixed, then benign; larger first
+        there = names == name
+        return (-float(y[there].mean()), -int(there.sum()), name)
+
+    for name in sorted({str(g) for g in names if g}, key=order):
         there = names == name
         n, called = int(there.sum()), int(np.sum(p[there] >= threshold))
         rows.append(
