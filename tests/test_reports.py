@@ -170,6 +170,9 @@ def test_rates_by_group_hand_computed() -> None:
     assert list(rows) == ["mel", "bkl", "nv"]  # malignant first, then by size and name; the unnamed case is left out
     assert (rows["mel"]["n"], rows["mel"]["n_malignant"], rows["mel"]["called_malignant"]) == (3, 3, 2)
     assert rows["mel"]["rate"] == pytest.approx(2 / 3, abs=1e-4)  # a sensitivity
+    assert (rows["mel"]["kind"], rows["bkl"]["kind"]) == ("malignant", "benign")
+    mixed = rates_by_group([0, 1], [0.2, 0.8], 0.5, ["x", "x"])[0]
+    assert (mixed["kind"], mixed["rate"]) == ("mixed", 0.5)
     assert rows["bkl"]["rate"] == 0.5 and rows["nv"]["rate"] == 0.5  # false alarms; 0.5 is called malignant
     assert rows["bkl"]["mean_probability"] == pytest.approx(0.4)
     assert rows["mel"]["rate_ci"] == wilson_interval(2, 3)

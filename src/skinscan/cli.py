@@ -115,8 +115,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         print("called malignant, by diagnosis (sensitivity for a malignant one, false alarms for a benign one):")
         for row in metrics["by_diagnosis"]:
             low, high = row["rate_ci"]
-            kind = "malignant" if row["n_malignant"] == row["n"] else "benign" if row["n_malignant"] == 0 else "mixed"
-            print(f"  {row['group']:<8} {kind:<9} {row['called_malignant']:>5}/{row['n']:<5} {row['rate']:.3f}  "
+            print(f"  {row['group']:<8} {row['kind']:<9} {row['called_malignant']:>5}/{row['n']:<5} {row['rate']:.3f}  "
                   f"(95% CI {low:.3f}–{high:.3f})")  # fmt: skip
     print(f"report: {args.out}/report.html")
     return 0

@@ -89,14 +89,10 @@ def _info_table(info: Mapping[str, str], metrics: Mapping[str, Any]) -> str:
 def _breakdown_table(name: str, rows: Sequence[Mapping[str, Any]]) -> str:
     """How often each group is called malignant: a sensitivity for malignant groups, a false-alarm rate for
     benign ones."""
+    meanings = {"malignant": "sensitivity", "benign": "false alarms", "mixed": "called malignant"}
     body = []
     for row in rows:
-        if row["n_malignant"] == row["n"]:
-            meaning = "sensitivity"
-        elif row["n_malignant"] == 0:
-            meaning = "false alarms"
-        else:
-            meaning = "called malignant"
+        meaning = meanings[row["kind"]]
         ci = row["rate_ci"]
         interval = f"{ci[0]:.3f} – {ci[1]:.3f}" if ci else "n/a"
         body.append(

@@ -258,8 +258,8 @@ def rates_by_group(
     malignant cases (malignant ones first), then largest first.
 
     Returns:
-        One dict a group: `group`, `n`, `n_malignant`, `called_malignant` (count), `rate` with `rate_ci` (Wilson
-        95 %) and `mean_probability`.
+        One dict a group: `group`, `kind` ("malignant", "benign" or "mixed": its cases' labels), `n`,
+        `n_malignant`, `called_malignant` (count), `rate` with `rate_ci` (Wilson 95 %) and `mean_probability`.
     """
     y, p = check_predictions(y_true, prob)
     names = np.asarray(list(groups), dtype=object)
@@ -272,12 +272,13 @@ def rates_by_group(
 
     for name in sorted({str(g) for g in names if g}, key=order):
         there = names == name
-        n, called = int(there.sum()), int(np.sum(p[there] >= threshold))
+        n, called, n_malignant = int(there.sum()), int(np.sum(p[there] >= threshold)), int(y[there].sum())
         rows.append(
             {
                 "group": name,
+                "kind": "malignant" if n_malignant == n else "benign" if n_malignant == 0 else "mixed",
                 "n": n,
-                "n_malignant": int(y[there].sum()),
+                "n_malignant": n_malignant,
                 "called_malignant": called,
                 "rate": _round(called / n),
                 "rate_ci": wilson_interval(called, n),
