@@ -210,6 +210,8 @@ class Trainer:
                 size = self.spec.input_size
                 width = model.pool(model.feature_maps(torch.zeros(1, 3, size, size, device=device))).shape[1]
             self.aux = torch.nn.Linear(width, len(DIAGNOSES)).to(device)
+        # the same for every epoch; each epoch draws its own order from it
+        self.weights = sampling_weights(train.labels, train.sources, cfg.balance)
         params = [p for p in model.parameters() if p.requires_grad]
         if self.aux is not None:
             params += list(self.aux.parameters())
@@ -242,10 +244,9 @@ class Trainer:
     def _order(self) -> np.ndarray:
         n = len(self.train_set.labels)
         rng = np.random.default_rng(self.cfg.seed * 1000 + self.epoch)
-        weights = sampling_weights(self.train_set.labels, self.train_set.sources, self.cfg.balance)
-        if weights is None:
+        if self.weights is None:
             return rng.permutation(n)
-        return rng.choice(n, size=n, replace=True, p=weights)
+        return rng.choice(n, size=n, replace=True, p=self.weights)
 
     def train_epoch(self) -> dict[str, float]:
         cfg, model = self.cfg, self.model
