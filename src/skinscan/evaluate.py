@@ -182,7 +182,6 @@ def evaluate(
         "input checks": f"{float(scored['rejected'].mean()):.2%} of these images would be refused by the engine",
     }
     rejected_fraction = round(float(scored["rejected"].mean()), 4)
-    diagnoses = [r.meta.get("dx", "") for r in kept]
     metrics = write_evaluation(
         out,
         y,
@@ -194,7 +193,7 @@ def evaluate(
         info=info,
         n_boot=n_boot,
         extra={"rejected_fraction": rejected_fraction, "model": scorer.name, "data": info["data"]},
-        by={"diagnosis": diagnoses} if any(diagnoses) else None,
+        by={"diagnosis": [r.meta.get("dx", "") for r in kept]},  # data without diagnoses get no breakdown
     )
     metrics["rejected_fraction"] = rejected_fraction
     write_predictions(Path(out) / "predictions.csv", kept, scored["prob"], scored["rejected"], chosen)
