@@ -23,8 +23,8 @@ def main() -> None:
     import torch
 
     from seed_server import predict_seed
-    from skinscan.engine import Engine
-    from skinscan.models import create_model
+    from skinscan.runtime.engine import Engine
+    from skinscan.training.models import create_model
 
     torch.manual_seed(0)
     seed_model = create_model("seed-cnn", pretrained=False).eval()

@@ -50,7 +50,7 @@ def main() -> None:
     if args.quick:
         args.repeat = 6
 
-    from skinscan.engine import Engine
+    from skinscan.runtime.engine import Engine
 
     start = time.perf_counter()
     engine = Engine(args.model)
@@ -82,7 +82,7 @@ def main() -> None:
         throughput[f"batch_{batch}"] = round(batch / (np.median(samples) / 1000), 1)
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     code = (
-        "import time; t=time.perf_counter(); from skinscan.engine import Engine; import sys; "
+        "import time; t=time.perf_counter(); from skinscan.runtime.engine import Engine; import sys; "
         f"e=Engine({args.model!r}); e.predict(open(sys.argv[1],'rb').read()); print((time.perf_counter()-t)*1000)"
     )
     with tempfile.NamedTemporaryFile(suffix=".jpg") as f:
@@ -148,7 +148,7 @@ def count_macs(architecture: str, size: int) -> int:
     """Multiply-accumulates of one forward pass, counted with hooks on the PyTorch twin of the network."""
     import torch
 
-    from skinscan.models import create_model
+    from skinscan.training.models import create_model
 
     model = create_model(architecture, pretrained=False).eval()
     total = 0

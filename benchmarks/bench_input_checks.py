@@ -60,7 +60,7 @@ def non_lesion_images() -> Iterator[tuple[str, Image.Image]]:
 def lesion_paths(limit: int | None = None) -> dict[str, list[Path]]:
     sets = {}
     if (SHARED / "ham10000").is_dir():
-        from skinscan.data import load_records
+        from skinscan.training.records import load_records
 
         sets["ISIC 2018 test"] = [r.path for r in load_records(SHARED / "ham10000", "test")][:limit]
         sets["Kaggle test"] = [r.path for r in load_records(SHARED / "isic-mvb", "test")][:limit]
@@ -69,7 +69,7 @@ def lesion_paths(limit: int | None = None) -> dict[str, list[Path]]:
 
 def measure(model: str, quick: bool) -> dict[str, Any]:
     """One model's input checks on every non-lesion image and on the real test sets."""
-    from skinscan.engine import Engine
+    from skinscan.runtime.engine import Engine
 
     engine = Engine(model)
     non_lesion: list[dict[str, Any]] = []

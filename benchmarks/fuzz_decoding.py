@@ -27,7 +27,7 @@ def main() -> None:
     examples = 60 if args.quick else args.examples
     run_seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**32)
 
-    from skinscan.engine import Engine
+    from skinscan.runtime.engine import Engine
 
     engine = Engine(args.model)
     outcomes: Counter[str] = Counter()

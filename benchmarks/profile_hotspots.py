@@ -34,7 +34,7 @@ from common import (
 TOP = 12
 ENGINE_LOOP = """
 import sys, time
-from skinscan.engine import Engine
+from skinscan.runtime.engine import Engine
 engine = Engine(sys.argv[1] or None)
 data = open(sys.argv[2], "rb").read()
 engine.predict(data)

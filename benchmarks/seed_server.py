@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from skinscan.models import create_model
+from skinscan.training.models import create_model
 
 
 def describe(probability: float) -> str:

@@ -13,7 +13,7 @@ import pytest
 from synthetic import write_dataset
 
 if TYPE_CHECKING:
-    from skinscan.engine import Engine
+    from skinscan.runtime.engine import Engine
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 # pytest-qt and qtpy must pick the same binding, or two Qt libraries end up in one process
@@ -39,8 +39,8 @@ def synthetic_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_checkpoint(synthetic_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny-cnn really trained for a few epochs on synthetic lesions (a best.pt)."""
     pytest.importorskip("torch")
-    from skinscan.train import train
-    from skinscan.train_config import TrainConfig
+    from skinscan.training.config import TrainConfig
+    from skinscan.training.train import train
 
     out = tmp_path_factory.mktemp("tiny_run")
     cfg = TrainConfig(
@@ -64,7 +64,7 @@ def tiny_checkpoint(synthetic_data: Path, tmp_path_factory: pytest.TempPathFacto
 @pytest.fixture(scope="module")
 def engine(tiny_model_dir: Path) -> Engine:
     """The tiny model in the real engine, one thread (the tests share two cores)."""
-    from skinscan.engine import Engine
+    from skinscan.runtime.engine import Engine
 
     return Engine(tiny_model_dir, threads=1)
 
@@ -82,7 +82,7 @@ def server_url(engine: Engine) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def tiny_model_dir(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny checkpoint exported as model.onnx + model.json: a real model for engine, API and GUI tests."""
-    from skinscan.export import export_checkpoint
+    from skinscan.training.export import export_checkpoint
 
     out = tmp_path_factory.mktemp("tiny_model")
     # 24 validation images make the 99th percentile nearly their maximum; the margin keeps fresh synthetic

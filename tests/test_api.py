@@ -31,7 +31,7 @@ from skinscan.api.app import app_from_env, create_app
 from skinscan.api.routes import prefers_html
 from skinscan.api.server import settings_env
 from skinscan.api.settings import Settings
-from skinscan.engine import Engine
+from skinscan.runtime.engine import Engine
 from synthetic import lesion_bytes
 
 BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8"

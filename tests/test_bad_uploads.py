@@ -28,7 +28,7 @@ from PIL import Image
 from live_server import live_server
 from skinscan.api.app import create_app
 from skinscan.api.settings import Settings
-from skinscan.engine import Engine
+from skinscan.runtime.engine import Engine
 from synthetic import dicom_rgb_bytes, make_lesion, png_chunk, png_claiming
 
 MAX_UPLOAD_MB = 10

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from skinscan.engine import Engine, bundled_model_path
+from skinscan.runtime.engine import Engine, bundled_model_path
 
 pytestmark = pytest.mark.skipif(
     not (Path(__file__).resolve().parents[1] / "models" / "model.onnx").is_file(), reason="no bundled model in models/"
@@ -41,7 +41,7 @@ def test_bundled_model_describes_itself(bundled: Engine) -> None:
 
 @pytest.mark.data
 def test_bundled_model_ranks_real_lesions(bundled: Engine, shared_data: Path) -> None:
-    from skinscan.data import load_records
+    from skinscan.training.records import load_records
 
     records = load_records(shared_data / "isic-mvb", "test")
     sample = records[:: max(1, len(records) // 80)]

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from skinscan.engine import MODEL_ENV, Engine, Prediction, resolve_model_path
-from skinscan.errors import InvalidImageError, ModelFormatError, ModelNotFoundError, UnsupportedFormatError
+from skinscan.core.errors import InvalidImageError, ModelFormatError, ModelNotFoundError, UnsupportedFormatError
+from skinscan.runtime.engine import MODEL_ENV, Engine, Prediction, resolve_model_path
 from synthetic import lesion_bytes
 
 
@@ -123,7 +123,7 @@ def test_model_resolution(tiny_model_dir: Path, tmp_path: Path, monkeypatch: pyt
 def test_engine_module_does_not_import_torch() -> None:
     import subprocess
 
-    code = "import skinscan.engine, skinscan.predict, sys; assert 'torch' not in sys.modules"
+    code = "import skinscan.runtime.engine, skinscan.runtime.predict, sys; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

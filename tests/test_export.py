@@ -11,11 +11,11 @@ import pytest
 torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 
-from skinscan.calibrate import FeatureGaussian  # noqa: E402
-from skinscan.engine import Engine  # noqa: E402
-from skinscan.export import OOD_QUANTILE, ExportModule, ood_thresholds  # noqa: E402
-from skinscan.spec import METADATA_KEY, ModelSpec  # noqa: E402
-from skinscan.train import load_checkpoint  # noqa: E402
+from skinscan.core.spec import METADATA_KEY, ModelSpec  # noqa: E402
+from skinscan.runtime.engine import Engine  # noqa: E402
+from skinscan.training.export import OOD_QUANTILE, ExportModule, ood_thresholds  # noqa: E402
+from skinscan.training.fitting import FeatureGaussian  # noqa: E402
+from skinscan.training.train import load_checkpoint  # noqa: E402
 
 
 def test_onnx_outputs_equal_pytorch(tiny_checkpoint: Path, tiny_model_dir: Path) -> None:

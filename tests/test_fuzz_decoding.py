@@ -15,8 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from skinscan.engine import Engine
-from skinscan.errors import InvalidImageError
+from skinscan.core.errors import InvalidImageError
+from skinscan.runtime.engine import Engine
 from synthetic import dicom_rgb_bytes, make_lesion
 
 REAL_PHOTOS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "isic-mvb" / "test"

@@ -24,12 +24,12 @@ from qtpy.QtGui import QDragEnterEvent, QDropEvent, QImage
 from qtpy.QtWidgets import QApplication
 
 from skinscan import DISCLAIMER
-from skinscan.engine import Engine
 from skinscan.gui.backends import Backend, LocalBackend, RemoteBackend
 from skinscan.gui.preferences import read_preferences
 from skinscan.gui.qt_main import MainWindow, load_stylesheet
 from skinscan.gui.state import AppState
-from skinscan.predict import CSV_FIELDS
+from skinscan.runtime.engine import Engine
+from skinscan.runtime.predict import CSV_FIELDS
 from synthetic import lesion_bytes
 
 WAIT_MS = 30_000  # generous: the suite shares two cores with other work

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from skinscan.engine import Engine
-from skinscan.errors import InvalidImageError, SkinscanError
+from skinscan.core.errors import InvalidImageError, SkinscanError
 from skinscan.gui.backends import LocalBackend, RemoteBackend, make_preview, scan_image
 from skinscan.gui.state import AppState, Event, ScanResult
-from skinscan.predict import CSV_FIELDS
+from skinscan.runtime.engine import Engine
+from skinscan.runtime.predict import CSV_FIELDS
 from synthetic import lesion_bytes
 
 

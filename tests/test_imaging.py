@@ -1,4 +1,4 @@
-"""Tests for skinscan.imaging: every format, mode and refusal, built in memory."""
+"""Tests for skinscan.runtime.imaging: every format, mode and refusal, built in memory."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from PIL import Image, features
 
-from skinscan.errors import ImageTooLargeError, ImageTooSmallError, InvalidImageError, UnsupportedFormatError
-from skinscan.imaging import SUPPORTED_FORMATS, load_image, sniff_format
+from skinscan.core.errors import ImageTooLargeError, ImageTooSmallError, InvalidImageError, UnsupportedFormatError
+from skinscan.runtime.imaging import SUPPORTED_FORMATS, load_image, sniff_format
 from synthetic import png_claiming
 
 
@@ -392,6 +392,6 @@ def test_supported_formats_are_sniffable() -> None:
 
 
 def test_import_is_light() -> None:
-    code = "import sys, skinscan.imaging; print(sorted({'torch', 'pydicom', 'pillow_heif'} & set(sys.modules)))"
+    code = "import sys, skinscan.runtime.imaging; print(sorted({'torch', 'pydicom', 'pillow_heif'} & set(sys.modules)))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"

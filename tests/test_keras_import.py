@@ -15,11 +15,11 @@ pytest.importorskip("torch")
 if importlib.util.find_spec("keras") is None:  # not imported here: it would pick a backend for this process
     pytest.skip("keras (a dev dependency) is not installed", allow_module_level=True)
 
-from skinscan.engine import Engine
-from skinscan.errors import ModelFormatError
-from skinscan.imaging import load_image
-from skinscan.keras_import import SEED_PREPROCESS, import_keras, read_keras_arrays
-from skinscan.preprocess import prepare_pixels
+from skinscan.core.errors import ModelFormatError
+from skinscan.core.preprocess import prepare_pixels
+from skinscan.runtime.engine import Engine
+from skinscan.runtime.imaging import load_image
+from skinscan.training.keras_import import SEED_PREPROCESS, import_keras, read_keras_arrays
 from synthetic import lesion_bytes
 
 # The seed's network, as its training script built it, saved in the HDF5 format it used.

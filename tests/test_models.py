@@ -6,8 +6,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from skinscan.errors import ModelNotFoundError  # noqa: E402
-from skinscan.models import create_model, list_models  # noqa: E402
+from skinscan.core.errors import ModelNotFoundError  # noqa: E402
+from skinscan.training.models import create_model, list_models  # noqa: E402
 
 
 def test_registry_lists_the_required_models() -> None:

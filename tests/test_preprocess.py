@@ -6,8 +6,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from skinscan.imaging import load_image
-from skinscan.preprocess import PreprocessSpec, prepare_pixels, preprocess, shades_of_gray, square_crop_box, to_input
+from skinscan.core.preprocess import (
+    PreprocessSpec,
+    prepare_pixels,
+    preprocess,
+    shades_of_gray,
+    square_crop_box,
+    to_input,
+)
+from skinscan.runtime.imaging import load_image
 from synthetic import lesion_bytes
 
 
@@ -45,8 +52,8 @@ def test_batched_to_input_matches_single() -> None:
 
 def test_engine_input_equals_training_evaluation_transform(tiny_model_dir) -> None:
     pytest.importorskip("torch")
-    from skinscan.engine import Engine
-    from skinscan.train import eval_tensor
+    from skinscan.runtime.engine import Engine
+    from skinscan.training.train import eval_tensor
 
     spec = Engine(tiny_model_dir).spec.preprocess  # the engine's constants come from the exported spec
     images = [load_image(lesion_bytes(m, seed=s, size=150)) for m in (False, True) for s in range(3)]

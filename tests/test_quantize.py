@@ -11,8 +11,8 @@ from PIL import Image
 pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 
-from skinscan.engine import Engine  # noqa: E402
-from skinscan.quantize import only_for, quantize_model  # noqa: E402
+from skinscan.runtime.engine import Engine  # noqa: E402
+from skinscan.training.quantize import only_for, quantize_model  # noqa: E402
 from synthetic import lesion_bytes  # noqa: E402
 
 

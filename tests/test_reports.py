@@ -1,4 +1,4 @@
-"""Tests for skinscan.reports: metrics against hand-computed values, bootstrap intervals, ECE, files written."""
+"""Tests for skinscan.evaluation.report: metrics against hand-computed values, intervals, ECE, files written."""
 
 from __future__ import annotations
 
@@ -13,15 +13,15 @@ import pytest
 from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 
 from skinscan import DISCLAIMER
-from skinscan.reports import compute_metrics, plot_history, write_evaluation
-from skinscan.reports.metrics import (
+from skinscan.evaluation.metrics import (
     METRIC_KEYS,
     classification_report_text,
     rates_by_group,
     reliability_bins,
     wilson_interval,
 )
-from skinscan.reports.plots import _grid_sample, plot_grid
+from skinscan.evaluation.plots import _grid_sample, plot_grid
+from skinscan.evaluation.report import compute_metrics, write_evaluation
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -212,19 +212,9 @@ def test_plot_grid_rejects_bad_thumbnails(tmp_path: Path) -> None:
         plot_grid([np.zeros((8, 8, 3), dtype=np.float32)], [0.3], [0], 0.5, tmp_path / "g.png")
 
 
-def test_plot_history_writes_png(tmp_path: Path) -> None:
-    history = [
-        {"epoch": e, "train_loss": 1 / e, "val_loss": 1.2 / e, "train_accuracy": 1 - 0.5 / e, "val_accuracy": 0.7}
-        for e in range(1, 6)
-    ]
-    history[2]["lr"] = 1e-4
-    path = plot_history(history, tmp_path / "history.png")
-    assert path.read_bytes().startswith(PNG_MAGIC)
-
-
 def test_reports_import_neither_torch_nor_qt_nor_pyplot() -> None:
     code = (
-        "import sys, skinscan.reports; "
+        "import sys, skinscan.evaluation.report; "
         "bad = [m for m in ('torch', 'qtpy', 'PyQt5', 'matplotlib.pyplot') if m in sys.modules]; "
         "print(bad); sys.exit(1 if bad else 0)"
     )

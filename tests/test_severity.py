@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from skinscan.severity import DEFAULT_SCALE, rescale, severity_for
+from skinscan.core.severity import DEFAULT_SCALE, rescale, severity_for
 
 
 @pytest.mark.parametrize("threshold", [0.05, 0.2, 0.5, 0.8])

@@ -10,9 +10,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from skinscan.errors import DataError  # noqa: E402
-from skinscan.train import load_checkpoint, make_scheduler, refit, train  # noqa: E402
-from skinscan.train_config import TrainConfig, config_from  # noqa: E402
+from skinscan.core.errors import DataError  # noqa: E402
+from skinscan.training.config import TrainConfig, config_from  # noqa: E402
+from skinscan.training.train import load_checkpoint, make_scheduler, refit, train  # noqa: E402
 
 
 def _cfg(data: Path, out: Path, **kw: object) -> TrainConfig:
@@ -72,7 +72,7 @@ def test_config_from_toml_and_overrides(tmp_path: Path) -> None:
 )
 def test_committed_recipes_are_valid(recipe: Path) -> None:
     """Each recipe the model card cites loads, names a registered network and writes under runs/."""
-    from skinscan.models import list_models
+    from skinscan.training.models import list_models
 
     cfg = config_from(recipe)
     assert cfg.model in list_models() and cfg.out.startswith("runs/") and cfg.epochs > 0
@@ -86,7 +86,7 @@ def test_unreadable_image_stops_before_training_or_is_skipped(synthetic_data: Pa
     (data / "train" / "benign" / "broken.jpg").write_bytes(b"not really a jpeg")
     with pytest.raises(DataError, match=r"broken\.jpg"):
         train(_cfg(data, tmp_path / "out1", max_steps=1))
-    from skinscan.data import SkippedRecords
+    from skinscan.training.records import SkippedRecords
 
     with pytest.warns(SkippedRecords, match=r"broken\.jpg"):
         best = train(_cfg(data, tmp_path / "out2", max_steps=1, epochs=1, skip_bad=True))
@@ -199,7 +199,7 @@ def test_source_balance_auxiliary_diagnosis_and_fine_tuning(synthetic_data: Path
 
 
 def test_sampling_weights_balance_labels_within_each_source() -> None:
-    from skinscan.train import auc_within_sources, sampling_weights
+    from skinscan.training.train import auc_within_sources, sampling_weights
 
     labels = np.array([0] * 80 + [1] * 20 + [0] * 5 + [1] * 15)
     sources = ["ham"] * 100 + ["kaggle"] * 20

@@ -15,8 +15,8 @@ from PIL import Image
 from live_server import live_server, plain_settings
 from skinscan import DISCLAIMER
 from skinscan.api.app import create_app
-from skinscan.engine import Engine
-from skinscan.errors import SkinscanError
+from skinscan.core.errors import SkinscanError
+from skinscan.runtime.engine import Engine
 from synthetic import lesion_bytes
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -1,7 +1,7 @@
 """Pack the training and validation images for a GPU machine that cannot see ../shared/data.
 
 The device lease carries at most 64 MiB, so the images go already preprocessed (centre crop, resize,
-Shades-of-Gray — exactly what `skinscan.train.prepare` caches) and WebP-encoded, with the split made here
+Shades-of-Gray — exactly what `skinscan.training.train.prepare` caches) and WebP-encoded, with the split made here
 by the same `gather_records` that `skinscan train` uses. The ImageNet weights go as float16.
 
     python experiments/gpu/pack.py --out .pack [--quality 85]
@@ -18,9 +18,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from skinscan.models import create_model
-from skinscan.train import gather_records, prepare, preprocess_spec_for
-from skinscan.train_config import config_from
+from skinscan.training.config import config_from
+from skinscan.training.models import create_model
+from skinscan.training.train import gather_records, prepare, preprocess_spec_for
 
 
 def main() -> None:

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from sklearn.metrics import roc_auc_score
 
-from skinscan.train import checkpoint_split, load_checkpoint, predict_logits, prepare, preprocess_spec_for
+from skinscan.training.train import checkpoint_split, load_checkpoint, predict_logits, prepare, preprocess_spec_for
 
 
 def state_of(path: str) -> dict[str, torch.Tensor]:

@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from skinscan.data import Record
-from skinscan.train import Prepared, train_prepared
-from skinscan.train_config import config_from
+from skinscan.training.config import config_from
+from skinscan.training.records import Record
+from skinscan.training.train import Prepared, train_prepared
 
 
 def load_pack(pack: Path) -> tuple[Prepared, Prepared, dict[str, object]]:

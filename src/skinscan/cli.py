@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from skinscan import DISCLAIMER, __version__
-from skinscan.errors import MissingExtraError, SkinscanError
+from skinscan.core.errors import MissingExtraError, SkinscanError
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -34,7 +34,7 @@ def _require(module: str) -> None:
 
 
 def _add_train(sub: Any) -> None:
-    from skinscan.train_config import TrainConfig
+    from skinscan.training.config import TrainConfig
 
     p = sub.add_parser("train", help="train a model (needs the [train] extra)", description="Train a model.")
     p.add_argument("data", nargs="*", help="training data (folders or CSVs); default: the bundled model's data")
@@ -57,8 +57,8 @@ def _add_train(sub: Any) -> None:
 
 def _run_train(args: argparse.Namespace) -> int:
     _require("torch")
-    from skinscan.train import train
-    from skinscan.train_config import TrainConfig, config_from
+    from skinscan.training.config import TrainConfig, config_from
+    from skinscan.training.train import train
 
     overrides = {f.name: getattr(args, f.name, None) for f in fields(TrainConfig) if f.name != "data"}
     if args.data:
@@ -89,7 +89,7 @@ def _add_evaluate(sub: Any) -> None:
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
-    from skinscan.evaluate import evaluate
+    from skinscan.evaluation.evaluate import evaluate
 
     metrics = evaluate(
         args.data,
@@ -172,7 +172,7 @@ def _command_line() -> str:
 def _run_export(args: argparse.Namespace) -> int:
     _require("torch")
     _require("onnx")
-    from skinscan.export import export_checkpoint
+    from skinscan.training.export import export_checkpoint
 
     spec = export_checkpoint(
         args.checkpoint,
@@ -207,7 +207,7 @@ def _add_refit(sub: Any) -> None:
 
 def _run_refit(args: argparse.Namespace) -> int:
     _require("torch")
-    from skinscan.train import refit
+    from skinscan.training.train import refit
 
     refit(args.checkpoint, args.out, args.feature_images)
     return 0
@@ -234,7 +234,7 @@ def _add_quantize(sub: Any) -> None:
 def _run_quantize(args: argparse.Namespace) -> int:
     _require("torch")
     _require("onnx")
-    from skinscan.quantize import quantize_model
+    from skinscan.training.quantize import quantize_model
 
     spec = quantize_model(
         args.model,
@@ -263,7 +263,7 @@ def _add_import_keras(sub: Any) -> None:
 def _run_import_keras(args: argparse.Namespace) -> int:
     _require("torch")
     _require("h5py")
-    from skinscan.keras_import import import_keras
+    from skinscan.training.keras_import import import_keras
 
     spec = import_keras(args.h5, args.out, threshold=args.threshold, command=_command_line())
     print(f"imported {args.h5} as {spec.id} into {args.out}")
@@ -286,7 +286,7 @@ def _add_predict(sub: Any) -> None:
 
 
 def _run_predict(args: argparse.Namespace) -> int:
-    from skinscan.predict import run_predict
+    from skinscan.runtime.predict import run_predict
 
     return run_predict(args)
 
@@ -301,7 +301,7 @@ def _add_models(sub: Any) -> None:
 
 def _run_models(args: argparse.Namespace) -> int:
     _require("torch")
-    from skinscan.models import list_models
+    from skinscan.training.models import list_models
 
     print("\n".join(list_models()))
     return 0

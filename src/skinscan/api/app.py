@@ -16,7 +16,7 @@ from skinscan.api.deps import API_KEY_HEADER, EngineSlot
 from skinscan.api.errors import install_error_handlers
 from skinscan.api.routes import DESCRIPTION, STATIC_DIR, router
 from skinscan.api.settings import Settings
-from skinscan.engine import Engine
+from skinscan.runtime.engine import Engine
 
 log = logging.getLogger("skinscan.api")
 

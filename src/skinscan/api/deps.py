@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request
 
 from skinscan.api.settings import Settings
-from skinscan.engine import Engine
+from skinscan.runtime.engine import Engine
 
 API_KEY_HEADER = "X-API-Key"
 

@@ -9,7 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from skinscan.errors import (
+from skinscan.core.errors import (
     ImageTooLargeError,
     ImageTooSmallError,
     InvalidImageError,

@@ -18,8 +18,8 @@ from skinscan.api.errors import describe_error
 from skinscan.api.multipart import Upload, UploadLimits, read_uploads
 from skinscan.api.schemas import BatchItem, BatchOut, EndpointOut, ErrorOut, HealthOut, InfoOut, ModelRef, PredictionOut
 from skinscan.api.settings import Settings
-from skinscan.engine import Engine, Prediction
-from skinscan.errors import SkinscanError
+from skinscan.core.errors import SkinscanError
+from skinscan.runtime.engine import Engine, Prediction
 
 STATIC_DIR = Path(__file__).with_name("static")
 DESCRIPTION = "Skin-lesion screening: judges a dermoscopic or close-up photo of a skin lesion benign or malignant."

@@ -9,7 +9,7 @@ from typing import Any
 
 from skinscan import __version__
 from skinscan.api.settings import Settings
-from skinscan.engine import resolve_model_path
+from skinscan.runtime.engine import resolve_model_path
 
 _PASSED_TO_WORKERS = ("model", "max_upload_mb", "max_batch_files", "api_key", "cors_origins", "threads", "threshold")
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from skinscan.errors import MissingExtraError
+from skinscan.core.errors import MissingExtraError
 
 if TYPE_CHECKING:
     from qtpy.QtCore import QSettings

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from skinscan.engine import Engine
-from skinscan.errors import InvalidImageError, SkinscanError
+from skinscan.core.errors import InvalidImageError, SkinscanError
 from skinscan.gui.state import AppState, ScanResult, model_label
-from skinscan.imaging import load_image
+from skinscan.runtime.engine import Engine
+from skinscan.runtime.imaging import load_image
 
 PREVIEW_SIDE = 1024
 

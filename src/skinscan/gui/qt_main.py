@@ -24,8 +24,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from skinscan.data import IMAGE_SUFFIXES
-from skinscan.errors import SkinscanError
+from skinscan.core.errors import SkinscanError
 from skinscan.gui.backends import Backend, ScanOutcome, create_backend, scan_image
 from skinscan.gui.preferences import remember_preferences
 from skinscan.gui.qt_connection import ConnectionBar
@@ -36,7 +35,7 @@ from skinscan.gui.qt_status import StatusBar
 from skinscan.gui.report import write_report
 from skinscan.gui.state import THEMES, AppState, Event
 from skinscan.gui.workers import TaskRunner
-from skinscan.predict import walk_inputs
+from skinscan.runtime.imaging import IMAGE_SUFFIXES, walk_inputs
 
 BackendFactory = Callable[[AppState], Backend]
 IMAGE_FILTER = "Images (" + " ".join(f"*{s}" for s in sorted(IMAGE_SUFFIXES)) + ");;All files (*)"

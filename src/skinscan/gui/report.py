@@ -10,7 +10,7 @@ from qtpy.QtCore import QMarginsF, QRectF, QSizeF, Qt
 from qtpy.QtGui import QColor, QFont, QImage, QPageLayout, QPageSize, QPaintDevice, QPainter, QPdfWriter, QPixmap
 
 from skinscan import DISCLAIMER, __version__
-from skinscan.errors import SkinscanError
+from skinscan.core.errors import SkinscanError
 from skinscan.gui.qt_result import BAR_COLOURS, NEUTRAL, paint_probability_bar, text_colour_on
 from skinscan.gui.state import HistoryItem, percent
 

@@ -13,8 +13,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
-from skinscan.engine import Prediction
-from skinscan.predict import CSV_FIELDS
+from skinscan.runtime.engine import Prediction
+from skinscan.runtime.predict import CSV_FIELDS
 
 Mode = Literal["local", "remote"]
 THEMES = ("dark", "light")

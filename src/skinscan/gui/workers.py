@@ -13,7 +13,7 @@ from typing import Any
 
 from qtpy.QtCore import QObject, QRunnable, QThreadPool, Signal, Slot
 
-from skinscan.errors import SkinscanError
+from skinscan.core.errors import SkinscanError
 from skinscan.gui.backends import describe_error
 
 log = logging.getLogger(__name__)

@@ -7,9 +7,9 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from skinscan.errors import ModelFormatError
-from skinscan.preprocess import PreprocessSpec
-from skinscan.quality import QualityLimits
+from skinscan.core.errors import ModelFormatError
+from skinscan.core.preprocess import PreprocessSpec
+from skinscan.core.quality import QualityLimits
 
 SPEC_FORMAT = "skinscan-model-1"
 METADATA_KEY = "skinscan_spec"

@@ -14,11 +14,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from skinscan.errors import ModelFormatError
-from skinscan.models import Classifier
-from skinscan.quality import QualityLimits
-from skinscan.spec import METADATA_KEY, ModelSpec, write_spec
-from skinscan.train import load_checkpoint
+from skinscan.core.errors import ModelFormatError
+from skinscan.core.quality import QualityLimits
+from skinscan.core.spec import METADATA_KEY, ModelSpec, write_spec
+from skinscan.training.models import Classifier
+from skinscan.training.train import load_checkpoint
 
 OPSET = 17
 OOD_QUANTILE = 0.999  # of validation distances: refuses about 1 in 1,000 real dermoscopy images per check

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from skinscan.data import (
+from skinscan.core.errors import DataError
+from skinscan.training.records import (
     Duplicates,
     Record,
     SkippedRecords,
@@ -18,7 +19,6 @@ from skinscan.data import (
     load_records,
     split_records,
 )
-from skinscan.errors import DataError
 from synthetic import lesion_bytes
 
 
@@ -174,7 +174,7 @@ def test_real_datasets_read_as_documented(shared_data: Path) -> None:
     ham_train = load_records(shared_data / "ham10000", "train")
     ham_test = load_records(shared_data / "ham10000", "test")
     kaggle_test = load_records(shared_data / "isic-mvb", "test")
-    assert (len(ham_train), sum(r.label for r in ham_train)) == (5984, 938)
+    assert (len(ham_train), sum(r.label for r in ham_train)) == (10015, 1954)  # v2 of ../shared/data: every HAM10000 image
     assert (len(ham_test), sum(r.label for r in ham_test)) == (1512, 307)
     assert (len(kaggle_test), sum(r.label for r in kaggle_test)) == (660, 300)
     assert Counter(r.meta["dx"] for r in ham_test) == {"nv": 909, "bkl": 217, "mel": 171, "bcc": 93, "df": 44,

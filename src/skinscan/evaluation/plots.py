@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from matplotlib.axes import Axes
@@ -13,7 +12,7 @@ from matplotlib.figure import Figure
 from numpy.typing import ArrayLike, NDArray
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
 
-from skinscan.reports.metrics import CLASS_NAMES, check_predictions, reliability_bins
+from skinscan.evaluation.metrics import CLASS_NAMES, check_predictions, reliability_bins
 
 # Figures are built as bare Figure objects (no pyplot), so nothing touches global backend state and the
 # Agg canvas is picked by savefig for PNG output.
@@ -257,37 +256,4 @@ def plot_grid(
         if names is not None:
             lines.append(str(names[i])[:22])
         ax.set_title("\n".join(lines), fontsize=7.5, color=colour, fontweight="bold" if wrong else "normal")
-    return _save(fig, path)
-
-
-def plot_history(history: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
-    """Write training-versus-validation accuracy and loss per epoch, side by side.
-
-    Args:
-        history: one dict per epoch with `epoch`, `train_loss`, `val_loss`, `train_accuracy`, `val_accuracy`
-            (missing or None values are left as gaps; extra keys are ignored).
-        path: PNG to write.
-
-    Returns:
-        The PNG path.
-    """
-    if not history:
-        raise ValueError("history is empty")
-
-    def series(key: str) -> NDArray[np.float64]:
-        return np.array([np.nan if row.get(key) is None else float(row[key]) for row in history])
-
-    epochs = np.array([float(row.get("epoch", i + 1)) for i, row in enumerate(history)])
-    fig = Figure(figsize=(10.0, 4.0), layout="constrained")
-    acc_ax, loss_ax = fig.subplots(1, 2)
-    for ax, metric, label in ((acc_ax, "accuracy", "Accuracy"), (loss_ax, "loss", "Loss")):
-        for split, colour in (("train", _BENIGN), ("val", _MALIGNANT)):
-            values = series(f"{split}_{metric}")
-            if np.isfinite(values).any():
-                name = "training" if split == "train" else "validation"
-                ax.plot(epochs, values, "o-", color=colour, ms=3, label=name)
-        ax.set(xlabel="epoch", ylabel=label.lower(), title=f"Training vs validation {label.lower()}")
-        ax.grid(alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend()
     return _save(fig, path)

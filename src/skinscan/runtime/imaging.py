@@ -7,13 +7,14 @@ import io
 import os
 import struct
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps
 
-from skinscan.errors import ImageTooLargeError, ImageTooSmallError, InvalidImageError, UnsupportedFormatError
+from skinscan.core.errors import ImageTooLargeError, ImageTooSmallError, InvalidImageError, UnsupportedFormatError
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
@@ -25,6 +26,10 @@ ImageSource = bytes | bytearray | memoryview | str | os.PathLike[str] | BinaryIO
 _PILLOW_KINDS = ("jpeg", "png", "bmp", "tiff", "webp", "gif", "heif", "avif")
 SUPPORTED_FORMATS = frozenset({*_PILLOW_KINDS, "dicom"})
 _SUPPORTED_TEXT = "JPEG, PNG, HEIC, WebP, TIFF, BMP, GIF or DICOM"
+# file names that folder walks (predict, the desktop app, dataset readers) take for images
+IMAGE_SUFFIXES = frozenset(
+    {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".heic", ".heif", ".dcm", ".gif"}
+)
 
 # Kinds sniff_format recognises but load_image refuses, with the words a user sees.
 _UNSUPPORTED_NAMES = {
@@ -297,3 +302,13 @@ def _load_dicom(data: bytes, min_side: int, max_pixels: int) -> Image.Image:
 def _first_number(value: Any) -> float:
     # A file may list several windows (say "soft tissue" and "bone"); the first is its author's default.
     return float(value[0] if isinstance(value, Sequence) else value)
+
+
+def walk_inputs(inputs: Iterable[str | Path]) -> Iterator[Path]:
+    """Files as given; folders walked for image files (by IMAGE_SUFFIXES), in a stable order."""
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            yield from (p for p in sorted(path.rglob("*")) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        else:
+            yield path

@@ -1,5 +1,5 @@
 """Fitted on the validation split only: probability calibration, operating threshold, and the feature
-distribution behind the "is this a skin lesion at all" check (numpy, no torch)."""
+distribution behind the "is this a skin lesion at all" check (NumPy, SciPy and scikit-learn; no torch)."""
 
 from __future__ import annotations
 
@@ -10,24 +10,7 @@ from typing import Any
 import numpy as np
 from scipy.optimize import minimize
 
-
-def sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.clip(z, -60, 60)))
-
-
-@dataclass(frozen=True)
-class Calibration:
-    """p = sigmoid((logit - bias) / temperature).
-
-    The bias removes the prior shift that class weighting puts into the logits; the temperature fixes
-    over-confidence. Both are fitted by minimising the log loss on validation logits.
-    """
-
-    temperature: float = 1.0
-    bias: float = 0.0
-
-    def apply(self, logits: np.ndarray) -> np.ndarray:
-        return sigmoid((np.asarray(logits, dtype=np.float64) - self.bias) / self.temperature)
+from skinscan.core.calibration import Calibration
 
 
 def fit_calibration(logits: np.ndarray, labels: np.ndarray) -> Calibration:

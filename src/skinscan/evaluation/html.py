@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from skinscan import DISCLAIMER
-from skinscan.reports.metrics import CLASS_NAMES, METRIC_KEYS
+from skinscan.evaluation.metrics import CLASS_NAMES, METRIC_KEYS
 
 METRIC_LABELS = {
     "auc": "ROC AUC",
@@ -144,7 +144,7 @@ def write_report_html(
     out.mkdir(parents=True, exist_ok=True)
     figures = "".join(_figure(name, path) for name, path in images.items())
     sections = "".join(
-        f"<h2>By {escape(name)}</h2>\n<p class=\"note\">How often the cases of each {escape(name)} are called "
+        f'<h2>By {escape(name)}</h2>\n<p class="note">How often the cases of each {escape(name)} are called '
         "malignant at the threshold: for a malignant group that is its sensitivity, for a benign group its rate "
         f"of false alarms.</p>\n{_breakdown_table(name, rows)}\n"
         for name, rows in (breakdowns or {}).items()

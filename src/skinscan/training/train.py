@@ -18,9 +18,15 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from skinscan.augment import AugmentConfig, augment_batch, normalise
-from skinscan.calibrate import MIN_POSITIVES_PER_SOURCE, choose_threshold, fit_calibration, fit_feature_gaussian
-from skinscan.data import (
+from skinscan.core.errors import DataError, InvalidImageError
+from skinscan.core.preprocess import PreprocessSpec, prepare_pixels
+from skinscan.core.quality import fit_quality_limits, measure_quality
+from skinscan.training.augment import AugmentConfig, augment_batch, normalise
+from skinscan.training.config import TrainConfig, config_from
+from skinscan.training.fitting import MIN_POSITIVES_PER_SOURCE, choose_threshold, fit_calibration, fit_feature_gaussian
+from skinscan.training.history import write_history
+from skinscan.training.models import Classifier, EfficientNetLite0, create_model
+from skinscan.training.records import (
     DIAGNOSES,
     Duplicates,
     Record,
@@ -32,11 +38,6 @@ from skinscan.data import (
     source_of,
     split_records,
 )
-from skinscan.errors import DataError, InvalidImageError
-from skinscan.models import Classifier, EfficientNetLite0, create_model
-from skinscan.preprocess import PreprocessSpec, prepare_pixels
-from skinscan.quality import fit_quality_limits, measure_quality
-from skinscan.train_config import TrainConfig, config_from
 
 # --- data -------------------------------------------------------------------------------------------
 
@@ -51,7 +52,7 @@ class Prepared:
 
     @cached_property
     def sources(self) -> list[str]:
-        """The collection each image comes from (see `skinscan.data.source_of`)."""
+        """The collection each image comes from (see `skinscan.training.records.source_of`)."""
         return [source_of(r) for r in self.records]
 
 
@@ -85,7 +86,7 @@ def gather_records(cfg: TrainConfig) -> tuple[list[Record], list[Record], dict[s
 
 def prepare(records: Sequence[Record], spec: PreprocessSpec, skip_bad: bool, desc: str) -> Prepared:
     """Decode and preprocess every image once, up front, so a bad file stops nothing mid-epoch."""
-    from skinscan.imaging import load_image
+    from skinscan.runtime.imaging import load_image
 
     kept: list[Record] = []
     pixels = np.empty((len(records), spec.input_size, spec.input_size, 3), dtype=np.uint8)
@@ -102,7 +103,7 @@ def prepare(records: Sequence[Record], spec: PreprocessSpec, skip_bad: bool, des
     if bad:
         import warnings
 
-        from skinscan.data import SkippedRecords
+        from skinscan.training.records import SkippedRecords
 
         warnings.warn(f"skipped {len(bad)} unreadable images: " + "; ".join(bad[:10]), SkippedRecords, stacklevel=2)
     labels = np.array([r.label for r in kept], dtype=np.int64)
@@ -425,19 +426,6 @@ def make_scheduler(
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def write_history(history: list[dict[str, float]], out: Path) -> None:
-    import csv
-
-    (out / "history.json").write_text(json.dumps(history, indent=2))
-    with (out / "history.csv").open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(history[0]))
-        writer.writeheader()
-        writer.writerows(history)
-    from skinscan.reports import plot_history
-
-    plot_history(history, out / "curves.png")
-
-
 def finalize(
     model: Classifier, cfg: TrainConfig, train: Prepared, val: Prepared, device: torch.device
 ) -> dict[str, Any]:
@@ -598,7 +586,7 @@ def load_checkpoint(path: str | Path) -> tuple[Classifier, dict[str, Any]]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
     except (OSError, RuntimeError, EOFError) as exc:
-        from skinscan.errors import ModelFormatError
+        from skinscan.core.errors import ModelFormatError
 
         raise ModelFormatError(f"cannot read checkpoint {path}: {exc}") from exc
     model = create_model(ckpt["model_name"], pretrained=False)

@@ -6,25 +6,14 @@ import argparse
 import csv
 import json
 import sys
-from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from skinscan import DISCLAIMER
-from skinscan.data import IMAGE_SUFFIXES
-from skinscan.engine import Engine, Prediction
-from skinscan.errors import SkinscanError
+from skinscan.core.errors import SkinscanError
+from skinscan.runtime.engine import Engine, Prediction
+from skinscan.runtime.imaging import walk_inputs
 
 CSV_FIELDS = ["path", "status", "label", "probability", "severity", "severity_name", "threshold", "reason"]
-
-
-def walk_inputs(inputs: Sequence[str]) -> Iterator[Path]:
-    """Files as given; folders walked for image files, in a stable order."""
-    for item in inputs:
-        path = Path(item)
-        if path.is_dir():
-            yield from (p for p in sorted(path.rglob("*")) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-        else:
-            yield path
 
 
 def format_line(path: Path, result: Prediction) -> str:

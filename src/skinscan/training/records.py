@@ -18,10 +18,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from skinscan.errors import DataError
+from skinscan.core.errors import DataError
+from skinscan.runtime.imaging import IMAGE_SUFFIXES
 
 CLASS_NAMES = ("benign", "malignant")
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".heic", ".heif", ".dcm", ".gif"}
 # HAM10000 diagnosis → binary. akiec (actinic keratosis / Bowen's) is pre-cancerous: "needs a doctor".
 HAM_MALIGNANT = {"mel", "bcc", "akiec"}
 HAM_BENIGN = {"nv", "bkl", "df", "vasc"}

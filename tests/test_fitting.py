@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from skinscan.calibrate import choose_threshold, fit_calibration, fit_feature_gaussian, sigmoid
+from skinscan.core.calibration import sigmoid
+from skinscan.training.fitting import choose_threshold, fit_calibration, fit_feature_gaussian
 
 
 def test_calibration_recovers_temperature_and_bias() -> None:

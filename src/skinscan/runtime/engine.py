@@ -21,13 +21,13 @@ import numpy as np
 from PIL import Image
 
 from skinscan import DISCLAIMER
-from skinscan.calibrate import Calibration
-from skinscan.errors import ModelFormatError, ModelNotFoundError, SkinscanError
-from skinscan.imaging import ImageSource, load_image
-from skinscan.preprocess import prepare_pixels, square_crop_box, to_input
-from skinscan.quality import measure_quality
-from skinscan.severity import DEFAULT_SCALE, SeverityStep, severity_for
-from skinscan.spec import METADATA_KEY, ModelSpec
+from skinscan.core.calibration import Calibration
+from skinscan.core.errors import ModelFormatError, ModelNotFoundError, SkinscanError
+from skinscan.core.preprocess import prepare_pixels, square_crop_box, to_input
+from skinscan.core.quality import measure_quality
+from skinscan.core.severity import DEFAULT_SCALE, SeverityStep, severity_for
+from skinscan.core.spec import METADATA_KEY, ModelSpec
+from skinscan.runtime.imaging import ImageSource, load_image
 
 MODEL_ENV = "SKINSCAN_MODEL"
 HeatmapFn = Callable[[], np.ndarray]
@@ -41,7 +41,7 @@ def bundled_model_path() -> Path:
     """Where the bundled model lives: the repository's models/ (source and editable installs) or the
     data folder of a wheel install."""
     candidates = [
-        Path(__file__).resolve().parents[2] / "models" / "model.onnx",
+        Path(__file__).resolve().parents[3] / "models" / "model.onnx",
         Path(sys.prefix) / "share" / "skinscan" / "models" / "model.onnx",
     ]
     for path in candidates:

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from skinscan.errors import ModelNotFoundError
+from skinscan.core.errors import ModelNotFoundError
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,10 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from skinscan.data import (
+from skinscan.core.errors import DataError, InvalidImageError
+from skinscan.core.preprocess import PreprocessSpec, prepare_pixels, to_input
+from skinscan.core.quality import QualityLimits, measure_quality
+from skinscan.training.records import (
     CLASS_NAMES,
     Duplicates,
     Record,
@@ -19,9 +22,6 @@ from skinscan.data import (
     find_manifests,
     load_records,
 )
-from skinscan.errors import DataError, InvalidImageError
-from skinscan.preprocess import PreprocessSpec, prepare_pixels, to_input
-from skinscan.quality import QualityLimits, measure_quality
 
 # (logits, ood distances) of a normalised float32 batch
 BatchFn = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
@@ -37,7 +37,7 @@ class Scorer:
             self._from_export(model)
 
     def _from_export(self, model: str | None) -> None:
-        from skinscan.engine import Engine
+        from skinscan.runtime.engine import Engine
 
         engine = Engine(model)
         spec = engine.spec
@@ -54,9 +54,9 @@ class Scorer:
     def _from_checkpoint(self, path: str) -> None:
         import torch
 
-        from skinscan.calibrate import Calibration
-        from skinscan.export import OOD_QUANTILE, ExportModule, ood_thresholds
-        from skinscan.train import load_checkpoint
+        from skinscan.core.calibration import Calibration
+        from skinscan.training.export import OOD_QUANTILE, ExportModule, ood_thresholds
+        from skinscan.training.train import load_checkpoint
 
         net, ckpt = load_checkpoint(path)
         pre = ckpt["preprocess"]
@@ -92,7 +92,7 @@ def score_records(
     records: Sequence[Record], scorer: Scorer, *, tta: bool = False, skip_bad: bool = False, batch_size: int = 32
 ) -> dict[str, Any]:
     """Probabilities, rejection flags and thumbnails for records; unreadable images stop it (or are skipped)."""
-    from skinscan.imaging import load_image
+    from skinscan.runtime.imaging import load_image
 
     kept: list[Record] = []
     probs, rejected, thumbs = [], [], []
@@ -160,7 +160,7 @@ def evaluate(
             e.g. the training data of a cross-source experiment.
         duplicates: extra same_image_as manifests (those beside the data are found automatically).
     """
-    from skinscan.reports import write_evaluation
+    from skinscan.evaluation.report import write_evaluation
 
     records = load_records(data, split, skip_bad=skip_bad)
     n_all = len(records)

@@ -248,9 +248,7 @@ def wilson_interval(hits: int, n: int, z: float = 1.96) -> list[float] | None:
     return [_round(max(0.0, centre - half)), _round(min(1.0, centre + half))]
 
 
-def rates_by_group(
-    y_true: ArrayLike, prob: ArrayLike, threshold: float, groups: Sequence[str]
-) -> list[dict[str, Any]]:
+def rates_by_group(y_true: ArrayLike, prob: ArrayLike, threshold: float, groups: Sequence[str]) -> list[dict[str, Any]]:
     """How often each group (a diagnosis, a clinic, a camera) is called malignant at the threshold.
 
     For a group whose cases are all malignant the rate is its sensitivity; for an all-benign group it is its
@@ -266,6 +264,7 @@ def rates_by_group(
     if names.shape != y.shape:
         raise ValueError(f"{names.size} groups for {y.size} cases")
     rows = []
+
     def order(name: str) -> tuple[float, int, str]:  # malignant groups first, then mixed, then benign; larger first
         there = names == name
         return (-float(y[there].mean()), -int(there.sum()), name)

@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from skinscan.errors import ModelFormatError
-from skinscan.models import SeedCNN
-from skinscan.preprocess import PreprocessSpec
+from skinscan.core.errors import ModelFormatError
+from skinscan.core.preprocess import PreprocessSpec
+from skinscan.training.models import SeedCNN
 
 # (keras shape, torch parameter) for each tensor of the seed network
 _SEED_TENSORS = {
@@ -85,7 +85,7 @@ def seed_cnn_from_keras(path: str | Path) -> SeedCNN:
 
 def import_keras(path: str | Path, out_dir: str | Path, *, threshold: float = 0.5, command: str = "") -> Any:
     """Import seed weights and export them as an ONNX model with a spec (no calibration data: T = 1)."""
-    from skinscan.export import export_model
+    from skinscan.training.export import export_model
 
     model = seed_cnn_from_keras(path)
     ckpt = {

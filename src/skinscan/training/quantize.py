@@ -18,10 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from skinscan.calibrate import choose_threshold, fit_calibration
-from skinscan.export import OOD_QUANTILE, save_model, weights_hash
-from skinscan.preprocess import to_input
-from skinscan.spec import ModelSpec
+from skinscan.core.preprocess import to_input
+from skinscan.core.spec import ModelSpec
+from skinscan.training.export import OOD_QUANTILE, save_model, weights_hash
+from skinscan.training.fitting import choose_threshold, fit_calibration
 
 
 def ancestors(graph: Any, output: str) -> set[str]:
@@ -71,8 +71,8 @@ def quantize_model(
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from skinscan.engine import Engine
-    from skinscan.train import checkpoint_split, load_checkpoint, prepare
+    from skinscan.runtime.engine import Engine
+    from skinscan.training.train import checkpoint_split, load_checkpoint, prepare
 
     engine = Engine(model, check_inputs=False)
     spec, pre = engine.spec, engine.spec.preprocess

@@ -12,11 +12,11 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from skinscan import DISCLAIMER
-from skinscan.reports.html import write_report_html
-from skinscan.reports.metrics import check_predictions, classification_report_text, compute_metrics, rates_by_group
-from skinscan.reports.plots import plot_confusion, plot_grid, plot_history, plot_pr, plot_reliability, plot_roc
+from skinscan.evaluation.html import write_report_html
+from skinscan.evaluation.metrics import check_predictions, classification_report_text, compute_metrics, rates_by_group
+from skinscan.evaluation.plots import plot_confusion, plot_grid, plot_pr, plot_reliability, plot_roc
 
-__all__ = ["compute_metrics", "plot_history", "write_evaluation"]
+__all__ = ["compute_metrics", "write_evaluation"]
 
 
 def write_evaluation(
@@ -66,7 +66,8 @@ def write_evaluation(
     metrics.update({f"by_{name}": rows for name, rows in breakdowns.items() if rows})
     # allow_nan=False: metrics.json must stay strict JSON for other tools; compute_metrics never yields NaN.
     (out / "metrics.json").write_text(
-        json.dumps({**metrics, **(extra or {}), "disclaimer": DISCLAIMER}, indent=2, allow_nan=False) + "\n", encoding="utf-8"
+        json.dumps({**metrics, **(extra or {}), "disclaimer": DISCLAIMER}, indent=2, allow_nan=False) + "\n",
+        encoding="utf-8",
     )
     report_text = classification_report_text(y, p, threshold)
     (out / "classification_report.txt").write_text(report_text, encoding="utf-8")
