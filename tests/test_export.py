@@ -13,9 +13,9 @@ onnx = pytest.importorskip("onnx")
 
 from skinscan.core.spec import METADATA_KEY, ModelSpec  # noqa: E402
 from skinscan.runtime.engine import Engine  # noqa: E402
+from skinscan.training.checkpoint import load_checkpoint  # noqa: E402
 from skinscan.training.export import OOD_QUANTILE, ExportModule, ood_thresholds  # noqa: E402
 from skinscan.training.fitting import FeatureGaussian  # noqa: E402
-from skinscan.training.train import load_checkpoint  # noqa: E402
 
 
 def test_onnx_outputs_equal_pytorch(tiny_checkpoint: Path, tiny_model_dir: Path) -> None:
@@ -31,8 +31,8 @@ def test_onnx_outputs_equal_pytorch(tiny_checkpoint: Path, tiny_model_dir: Path)
         np.testing.assert_allclose(cam, model.cam(maps, pooled).numpy(), rtol=1e-4, atol=1e-4)
     # the input-check score: the larger of the two distances, each over its validation quantile
     thresholds = ood_thresholds(ckpt, OOD_QUANTILE)
-    features = FeatureGaussian.from_dict(ckpt["feature_gaussian"]).distance(pooled.numpy()) / thresholds["ood"]
-    textures = FeatureGaussian.from_dict(ckpt["texture_gaussian"]).distance(texture.numpy()) / thresholds["texture"]
+    features = FeatureGaussian.from_dict(ckpt.feature_gaussian).distance(pooled.numpy()) / thresholds["ood"]
+    textures = FeatureGaussian.from_dict(ckpt.texture_gaussian).distance(texture.numpy()) / thresholds["texture"]
     np.testing.assert_allclose(ood, np.maximum(features, textures), rtol=1e-3, atol=1e-4)
     assert engine.spec.ood_threshold == 1.5  # the margin the fixture exported with, over a score scaled to 1
 
@@ -58,7 +58,9 @@ def test_engine_reads_the_embedded_spec_without_model_json(tiny_model_dir: Path,
 
 
 def test_export_without_feature_statistics_still_works(tiny_checkpoint: Path) -> None:
-    model, _ = load_checkpoint(tiny_checkpoint)
-    module = ExportModule(model, None)  # a checkpoint from before the input checks were fitted
+    model, ckpt = load_checkpoint(tiny_checkpoint)
+    # a checkpoint from before the input checks were fitted
+    bare = ckpt.with_fit(feature_gaussian=None, texture_gaussian=None, val_ood_distance=[], val_texture_distance=[])
+    module = ExportModule(model, bare)
     logit, _, ood = module(torch.zeros(1, 3, 64, 64))
     assert logit.shape == (1,) and ood.shape == (1,)

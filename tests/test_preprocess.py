@@ -53,7 +53,7 @@ def test_batched_to_input_matches_single() -> None:
 def test_engine_input_equals_training_evaluation_transform(tiny_model_dir) -> None:
     pytest.importorskip("torch")
     from skinscan.runtime.engine import Engine
-    from skinscan.training.train import eval_tensor
+    from skinscan.training.scoring import eval_tensor
 
     spec = Engine(tiny_model_dir).spec.preprocess  # the engine's constants come from the exported spec
     images = [load_image(lesion_bytes(m, seed=s, size=150)) for m in (False, True) for s in range(3)]

@@ -11,8 +11,10 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from skinscan.core.errors import DataError  # noqa: E402
+from skinscan.training.checkpoint import load_checkpoint  # noqa: E402
 from skinscan.training.config import TrainConfig, config_from  # noqa: E402
-from skinscan.training.train import load_checkpoint, make_scheduler, refit, train  # noqa: E402
+from skinscan.training.schedule import make_schedule  # noqa: E402
+from skinscan.training.train import refit, train  # noqa: E402
 
 
 def _cfg(data: Path, out: Path, **kw: object) -> TrainConfig:
@@ -29,12 +31,13 @@ def test_training_writes_a_complete_checkpoint(tiny_checkpoint: Path) -> None:
     history = json.loads((out / "history.json").read_text())
     assert {"epoch", "train_loss", "val_loss", "train_accuracy", "val_accuracy", "val_auc", "lr"} <= set(history[0])
     _, ckpt = load_checkpoint(tiny_checkpoint)
-    assert ckpt["config"]["model"] == "tiny-cnn"  # the config travels with the weights
-    assert 0.0 < ckpt["threshold"] < 1.0 and ckpt["temperature"] > 0
-    assert ckpt["val_auc"] > 0.9  # the synthetic classes are easy: a real training run learns them
-    assert len(ckpt["val_keys"]) == ckpt["val_n"] == len(ckpt["val_ood_distance"]) == len(ckpt["val_texture_distance"])
-    assert ckpt["feature_gaussian"]["mean"].shape == (32,) and ckpt["texture_gaussian"]["mean"].shape == (64,)
-    assert set(ckpt["val_keys"]).isdisjoint({r for r in ckpt.get("train_keys", [])})
+    assert ckpt.config["model"] == "tiny-cnn"  # the config travels with the weights
+    assert 0.0 < ckpt.threshold < 1.0 and ckpt.temperature > 0
+    assert ckpt.val_auc is not None and ckpt.val_auc > 0.9  # the synthetic classes are easy: training learns them
+    assert len(ckpt.val_keys) == ckpt.val_n == len(ckpt.val_ood_distance) == len(ckpt.val_texture_distance)
+    assert ckpt.feature_gaussian is not None and ckpt.texture_gaussian is not None
+    assert ckpt.feature_gaussian["mean"].shape == (32,) and ckpt.texture_gaussian["mean"].shape == (64,)
+    assert ckpt.train_keys and set(ckpt.val_keys).isdisjoint(ckpt.train_keys)
 
 
 def test_same_seed_same_result(synthetic_data: Path, tmp_path: Path) -> None:
@@ -100,7 +103,7 @@ def test_cosine_schedule_with_weight_average_and_time_limit(synthetic_data: Path
     assert len(history) == 3 and history[0]["lr"] > history[1]["lr"] > history[2]["lr"]  # decays after warmup
     assert torch.load(out / "last.pt", weights_only=False)["ema"] is not None
     _, ckpt = load_checkpoint(best)
-    assert 0.0 < ckpt["threshold"] < 1.0
+    assert 0.0 < ckpt.threshold < 1.0
     stopped = train(_cfg(synthetic_data, tmp_path / "limited", epochs=50, time_limit=1e-6, max_steps=1))
     assert len(torch.load(stopped, weights_only=False)["history"]) == 1  # stops after the first epoch
 
@@ -108,15 +111,16 @@ def test_cosine_schedule_with_weight_average_and_time_limit(synthetic_data: Path
 def test_cosine_learning_rate_shape() -> None:
     model = torch.nn.Linear(2, 1)
     opt = torch.optim.AdamW(model.parameters(), lr=1.0)
-    sched = make_scheduler(opt, TrainConfig(schedule="cosine", epochs=10, warmup_epochs=1), steps_per_epoch=10)
+    sched = make_schedule(opt, TrainConfig(schedule="cosine", epochs=10, warmup_epochs=1), steps_per_epoch=10)
     lrs = []
     for _ in range(100):
         lrs.append(opt.param_groups[0]["lr"])
         opt.step()
-        sched.step()
+        sched.after_step()
+        sched.after_epoch(0.5)  # a per-step schedule ignores the epoch's metric
     assert lrs[0] == pytest.approx(0.01) and max(lrs) == pytest.approx(1.0) and lrs[-1] < 0.02
     with pytest.raises(ValueError, match="valid: cosine, plateau"):
-        make_scheduler(opt, TrainConfig(schedule="step"), steps_per_epoch=10)
+        TrainConfig(schedule="step")
 
 
 def test_refit_on_the_original_images_of_the_same_split(
@@ -125,8 +129,9 @@ def test_refit_on_the_original_images_of_the_same_split(
     out = refit(tiny_checkpoint, tmp_path / "refit.pt")
     _, before = load_checkpoint(tiny_checkpoint)
     _, after = load_checkpoint(out)
-    assert after["val_keys"] == before["val_keys"] and after["refit"]["feature_images"] == len(before["train_keys"])
-    np.testing.assert_allclose(after["val_logits"], before["val_logits"], rtol=1e-5, atol=1e-5)  # same images
+    assert after.refit is not None and after.refit["feature_images"] == len(before.train_keys)
+    assert after.val_keys == before.val_keys
+    np.testing.assert_allclose(after.val_logits, before.val_logits, rtol=1e-5, atol=1e-5)  # same images
     other = torch.load(tiny_checkpoint, weights_only=False)
     other["config"]["seed"] = 1  # another split of the same data
     torch.save(other, tmp_path / "other.pt")
@@ -156,10 +161,10 @@ def test_gpu_lease_path_pack_train_refit(synthetic_data: Path, tmp_path: Path) -
     assert {p.name for p in pack.iterdir()} == {"images.npz", "imagenet-fp16.pth", "summary.json"}
     script("train_pack.py", str(pack), "--config", str(config), "--set", "schedule=cosine", "--out", str(run))
     _, trained = load_checkpoint(run / "best.pt")
-    assert trained["config"]["schedule"] == "cosine" and len(trained["history"]) == 2
+    assert trained.config["schedule"] == "cosine" and len(trained.history) == 2
     # the pack carried exactly the split that training here makes, so refit accepts the checkpoint
     _, refitted = load_checkpoint(refit(run / "best.pt", tmp_path / "refit.pt"))
-    assert refitted["val_keys"] == trained["val_keys"] and 0.0 < refitted["threshold"] < 1.0
+    assert refitted.val_keys == trained.val_keys and 0.0 < refitted.threshold < 1.0
 
 
 def _ham_layout(synthetic_data: Path, root: Path) -> Path:
@@ -187,8 +192,8 @@ def test_source_balance_auxiliary_diagnosis_and_fine_tuning(synthetic_data: Path
     last = torch.load(tmp_path / "aux" / "last.pt", weights_only=False)
     assert last["aux"]["weight"].shape[0] == 7  # the diagnosis head trained beside the network...
     model, ckpt = load_checkpoint(best)  # ...and stays out of the checkpoint that export reads
-    assert not any(k.startswith("aux") for k in ckpt["model"])
-    assert all(0.0 <= row["val_auc_sources"] <= 1.0 for row in ckpt["history"])
+    assert not any(k.startswith("aux") for k in ckpt.model)
+    assert all(0.0 <= row["val_auc_sources"] <= 1.0 for row in ckpt.history)
     # init: a run starts from a checkpoint's weights (lr 0 leaves them as they were)
     tuned = train(_cfg(synthetic_data, tmp_path / "tuned", epochs=1, max_steps=2, lr=0.0, init=str(best)))
     after = dict(load_checkpoint(tuned)[0].named_parameters())
@@ -199,7 +204,8 @@ def test_source_balance_auxiliary_diagnosis_and_fine_tuning(synthetic_data: Path
 
 
 def test_sampling_weights_balance_labels_within_each_source() -> None:
-    from skinscan.training.train import auc_within_sources, sampling_weights
+    from skinscan.training.sampling import sampling_weights
+    from skinscan.training.scoring import auc_within_sources
 
     labels = np.array([0] * 80 + [1] * 20 + [0] * 5 + [1] * 15)
     sources = ["ham"] * 100 + ["kaggle"] * 20

@@ -1,7 +1,7 @@
 """Pack the training and validation images for a GPU machine that cannot see ../shared/data.
 
 The device lease carries at most 64 MiB, so the images go already preprocessed (centre crop, resize,
-Shades-of-Gray — exactly what `skinscan.training.train.prepare` caches) and WebP-encoded, with the split made here
+Shades-of-Gray — exactly what `skinscan.training.dataset.prepare` caches) and WebP-encoded, with the split made here
 by the same `gather_records` that `skinscan train` uses. The ImageNet weights go as float16.
 
     python experiments/gpu/pack.py --out .pack [--quality 85]
@@ -19,8 +19,8 @@ import torch
 from PIL import Image
 
 from skinscan.training.config import config_from
+from skinscan.training.dataset import gather_records, prepare
 from skinscan.training.models import create_model
-from skinscan.training.train import gather_records, prepare, preprocess_spec_for
 
 
 def main() -> None:
@@ -33,7 +33,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     cfg = config_from(args.config)
     model = create_model(cfg.model, pretrained=True)
-    spec = preprocess_spec_for(model)
+    spec = model.info.preprocess
     train_records, val_records, summary = gather_records(cfg)
     blobs: list[bytes] = []
     keys, labels, is_val, diagnoses = [], [], [], []

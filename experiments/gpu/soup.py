@@ -17,7 +17,9 @@ from typing import Any
 import torch
 from sklearn.metrics import roc_auc_score
 
-from skinscan.training.train import checkpoint_split, load_checkpoint, predict_logits, prepare, preprocess_spec_for
+from skinscan.training.checkpoint import load_checkpoint
+from skinscan.training.dataset import checkpoint_split, prepare
+from skinscan.training.scoring import predict_logits
 
 
 def state_of(path: str) -> dict[str, torch.Tensor]:
@@ -42,7 +44,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(2)
     model, ckpt = load_checkpoint(args.base)
-    spec = preprocess_spec_for(model)
+    spec = model.info.preprocess
     _, val_records = checkpoint_split(ckpt)
     val = prepare(val_records, spec, False, "validation images")
 
@@ -72,7 +74,7 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     soup_info = {"ingredients": soup, "val_auc_original_images": best, "single_val_auc": scores,
                  "greedy_log": log, "uniform_val_auc": uniform}  # fmt: skip
-    torch.save({**ckpt, "model": average([states[n] for n in soup]), "soup": soup_info}, out)
+    torch.save({**ckpt.to_dict(), "model": average([states[n] for n in soup]), "soup": soup_info}, out)
     (out.parent / "soup.json").write_text(json.dumps(soup_info, indent=2))
 
 

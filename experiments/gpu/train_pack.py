@@ -16,8 +16,9 @@ import numpy as np
 from PIL import Image
 
 from skinscan.training.config import config_from
+from skinscan.training.dataset import Prepared
 from skinscan.training.records import Record
-from skinscan.training.train import Prepared, train_prepared
+from skinscan.training.train import train_prepared
 
 
 def load_pack(pack: Path) -> tuple[Prepared, Prepared, dict[str, object]]:

@@ -11,14 +11,14 @@ from pathlib import Path
 from typing import Any
 
 from skinscan import DISCLAIMER, __version__
-from skinscan.core.errors import MissingExtraError, SkinscanError
+from skinscan.core.errors import ConfigError, MissingExtraError, SkinscanError
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 
 _EXTRA_OF = {
     "torch": "train", "onnx": "train", "fastapi": "serve", "uvicorn": "serve", "python_multipart": "serve",
-    "qtpy": "gui", "PyQt5": "gui",
+    "qtpy": "gui", "PyQt5": "gui", "h5py": "train",
 }  # fmt: skip
 
 
@@ -91,6 +91,9 @@ def _add_evaluate(sub: Any) -> None:
 def _run_evaluate(args: argparse.Namespace) -> int:
     from skinscan.evaluation.evaluate import evaluate
 
+    if args.n_boot < 0:
+        raise ConfigError(f"--n-boot must be 0 or more, not {args.n_boot}")
+
     metrics = evaluate(
         args.data,
         split=args.split,
@@ -157,8 +160,11 @@ def _read_metrics(items: list[str]) -> dict[str, Any]:
     for item in items:
         name, sep, path = item.partition("=")
         if not sep:
-            raise ValueError(f"--metrics takes NAME=PATH, not {item!r}")
-        metrics[name] = json.loads(Path(path).read_text())
+            raise ConfigError(f"--metrics takes NAME=PATH, not {item!r}")
+        try:
+            metrics[name] = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"--metrics {name}: cannot read {path}: {exc}") from exc
     return metrics
 
 
@@ -378,12 +384,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         return int(args.func(args))
+    except ConfigError as exc:  # a setting the user gave: a usage error, like argparse's own
+        print(f"skinscan: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except SkinscanError as exc:
         print(f"skinscan: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
-    except (ValueError, FileNotFoundError) as exc:
+    except OSError as exc:  # a file the command needs (an output folder, a data file) cannot be used
         print(f"skinscan: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return EXIT_ERROR
     except KeyboardInterrupt:
         print("skinscan: interrupted", file=sys.stderr)
         return 130

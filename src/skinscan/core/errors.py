@@ -6,6 +6,7 @@ SkinscanError
 │   ├── ImageTooSmallError       under the minimum side length
 │   └── ImageTooLargeError       too many pixels (decompression bomb) or too many bytes
 ├── DataError                a dataset folder or file that cannot be read as labelled records
+├── ConfigError              a setting that cannot be used (unknown name, invalid choice, unavailable device)
 ├── ModelNotFoundError       an unknown model name or a missing model file
 ├── ModelFormatError         a model file or spec that is unreadable or inconsistent
 └── MissingExtraError        an optional dependency is not installed; the message says which extra
@@ -36,6 +37,11 @@ class ImageTooLargeError(InvalidImageError):
 
 class DataError(SkinscanError):
     """A dataset that cannot be read as labelled records."""
+
+
+class ConfigError(SkinscanError, ValueError):
+    """A setting that cannot be used; the message names the valid choices. Also a ValueError, as a bad
+    argument is."""
 
 
 class ModelNotFoundError(SkinscanError):

@@ -11,8 +11,8 @@ import numpy as np
 from tqdm import tqdm
 
 from skinscan.core.errors import DataError, InvalidImageError
-from skinscan.core.preprocess import PreprocessSpec, prepare_pixels, to_input
-from skinscan.core.quality import QualityLimits, measure_quality
+from skinscan.core.preprocess import prepare_pixels, to_input
+from skinscan.core.quality import measure_quality
 from skinscan.training.records import (
     CLASS_NAMES,
     Duplicates,
@@ -54,26 +54,18 @@ class Scorer:
     def _from_checkpoint(self, path: str) -> None:
         import torch
 
-        from skinscan.core.calibration import Calibration
+        from skinscan.training.checkpoint import load_checkpoint
         from skinscan.training.export import OOD_QUANTILE, ExportModule, ood_thresholds
-        from skinscan.training.train import load_checkpoint
 
         net, ckpt = load_checkpoint(path)
-        pre = ckpt["preprocess"]
-        self.name = f"{ckpt['model_name']} checkpoint {path}"
-        self.preprocess = PreprocessSpec(
-            pre["input_size"],
-            (pre["mean"][0], pre["mean"][1], pre["mean"][2]),
-            (pre["std"][0], pre["std"][1], pre["std"][2]),
-            pre.get("colour_constancy"),
-            pre.get("crop", "center_square"),
-        )
-        self.threshold = float(ckpt.get("threshold", 0.5))
-        self.calibrate = Calibration(ckpt.get("temperature", 1.0), ckpt.get("logit_bias", 0.0)).apply
+        self.name = f"{ckpt.model_name} checkpoint {path}"
+        self.preprocess = ckpt.preprocess
+        self.threshold = ckpt.threshold
+        self.calibrate = ckpt.calibration.apply
         # the exported graph in torch: the same input-check score and thresholds as `skinscan export`
         module = ExportModule(net, ckpt).eval()
         self.ood_threshold = 1.0 if ood_thresholds(ckpt, OOD_QUANTILE) else None
-        self.quality = QualityLimits(**ckpt["quality_limits"]) if "quality_limits" in ckpt else QualityLimits()
+        self.quality = ckpt.limits
 
         @torch.no_grad()
         def run(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

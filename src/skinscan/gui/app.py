@@ -8,7 +8,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from skinscan.core.errors import MissingExtraError
+from skinscan.core.errors import ConfigError, MissingExtraError
 
 if TYPE_CHECKING:
     from qtpy.QtCore import QSettings
@@ -40,7 +40,7 @@ def run_gui(
     from skinscan.gui.state import AppState
 
     if model is not None and (host is not None or port is not None):
-        raise ValueError("give either a local --model or a server's --host/--port, not both")
+        raise ConfigError("give either a local --model or a server's --host/--port, not both")
     existing = QApplication.instance()
     app = existing if isinstance(existing, QApplication) else QApplication(sys.argv[:1])
     app.setOrganizationName(ORGANISATION)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+from skinscan.core.errors import ConfigError
 
 
 @dataclass
@@ -21,7 +24,7 @@ class TrainConfig:
     lr: float = 1e-3  # AdamW peak learning rate
     weight_decay: float = 1e-4
     dropout: float | None = None  # before the last layer; None keeps the model's own (seed-cnn: 0.5)
-    freeze_blocks: int = 3  # EfficientNet: stem + first N blocks stay ImageNet (generic, and 2.5x cheaper on CPU)
+    freeze_blocks: int = 3  # stem + first N blocks stay ImageNet (generic, and 2.5x cheaper on CPU); EfficientNet
     balance: str = "pos_weight"  # "pos_weight" (weighted BCE), "sampler" (balanced batches), "source" or "none"
     # "source": balanced within each data source, so a source's look says nothing about the label
     aux_weight: float = 0.0  # weight of an auxiliary 7-class diagnosis loss (HAM10000 dx); training only
@@ -50,15 +53,21 @@ class TrainConfig:
     init: str = ""  # a best.pt whose weights start this run (fine-tuning) instead of ImageNet's
 
     def __post_init__(self) -> None:
-        # checked here, not after the first epoch's minutes of work
-        if self.balance not in BALANCES:
-            raise ValueError(f"unknown balance {self.balance!r}; valid: {', '.join(BALANCES)}")
-        if self.monitor not in MONITORS:
-            raise ValueError(f"unknown monitor {self.monitor!r}; valid: {', '.join(MONITORS)}")
+        # checked here, before any image is decoded, not after the first epoch's minutes of work
+        for name, valid in (("balance", BALANCES), ("monitor", MONITORS), ("schedule", SCHEDULES)):
+            if getattr(self, name) not in valid:
+                raise ConfigError(f"unknown {name} {getattr(self, name)!r}; valid: {', '.join(valid)}")
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
+            raise ConfigError(f"unknown device {self.device!r}; valid: auto, cpu, cuda, cuda:N")
+        if not 0 < self.val_fraction < 1:
+            raise ConfigError(f"val_fraction must be between 0 and 1, not {self.val_fraction}")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ConfigError("epochs and batch_size must be at least 1")
 
 
 BALANCES = ("pos_weight", "sampler", "source", "none")
 MONITORS = ("val_auc", "val_auc_sources", "val_loss", "val_accuracy")
+SCHEDULES = ("cosine", "plateau")
 
 
 def config_from(toml_path: str | Path | None = None, **overrides: Any) -> TrainConfig:
@@ -67,11 +76,14 @@ def config_from(toml_path: str | Path | None = None, **overrides: Any) -> TrainC
     if toml_path:
         import tomllib
 
-        with open(toml_path, "rb") as f:
-            values.update(tomllib.load(f))
+        try:
+            with open(toml_path, "rb") as f:
+                values.update(tomllib.load(f))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read training settings {toml_path}: {exc}") from exc
     values.update({k: v for k, v in overrides.items() if v is not None})
     known = {f.name for f in fields(TrainConfig)}
     unknown = sorted(set(values) - known)
     if unknown:
-        raise ValueError(f"unknown training settings: {', '.join(unknown)}; valid: {', '.join(sorted(known))}")
+        raise ConfigError(f"unknown training settings: {', '.join(unknown)}; valid: {', '.join(sorted(known))}")
     return TrainConfig(**values)

@@ -14,11 +14,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from skinscan.core.errors import ModelFormatError
-from skinscan.core.quality import QualityLimits
 from skinscan.core.spec import METADATA_KEY, ModelSpec, write_spec
+from skinscan.training.checkpoint import Checkpoint, load_checkpoint
 from skinscan.training.models import Classifier
-from skinscan.training.train import load_checkpoint
 
 OPSET = 17
 OOD_QUANTILE = 0.999  # of validation distances: refuses about 1 in 1,000 real dermoscopy images per check
@@ -56,11 +54,10 @@ class GaussianDistance(nn.Module):
         return torch.sqrt(d2 / self.mean.shape[0]) * self.scale
 
 
-def ood_thresholds(ckpt: dict[str, Any], quantile: float) -> dict[str, float]:
+def ood_thresholds(ckpt: Checkpoint, quantile: float) -> dict[str, float]:
     """Each input-check distance's threshold: its `quantile` over the validation images."""
     found = {}
-    for name in ("ood", "texture"):
-        dist = ckpt.get(f"val_{name}_distance")
+    for name, dist in (("ood", ckpt.val_ood_distance), ("texture", ckpt.val_texture_distance)):
         if dist:
             found[name] = float(np.quantile(dist, quantile))
     return found
@@ -74,18 +71,16 @@ class ExportModule(nn.Module):
     shows) and of intermediate-layer texture statistics (noise, blank, text and other photographs).
     """
 
-    def __init__(self, model: Classifier, ckpt: dict[str, Any] | None, quantile: float = OOD_QUANTILE) -> None:
+    def __init__(self, model: Classifier, ckpt: Checkpoint, quantile: float = OOD_QUANTILE) -> None:
         super().__init__()
         self.model = model
-        ckpt = ckpt or {}
         size = model.info.input_size
         maps, texture = model.maps_and_texture(torch.zeros(1, 3, size, size))
         thresholds = ood_thresholds(ckpt, quantile)
         dim = model.pool(maps).shape[1]
-        self.features = GaussianDistance(ckpt.get("feature_gaussian"), dim, thresholds.get("ood"))
-        texture_gaussian = ckpt.get("texture_gaussian")
-        self.texture = GaussianDistance(texture_gaussian, texture.shape[1], thresholds.get("texture"))
-        self.use_texture = texture_gaussian is not None
+        self.features = GaussianDistance(ckpt.feature_gaussian, dim, thresholds.get("ood"))
+        self.texture = GaussianDistance(ckpt.texture_gaussian, texture.shape[1], thresholds.get("texture"))
+        self.use_texture = ckpt.texture_gaussian is not None
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         maps, texture = self.model.maps_and_texture(x)
@@ -138,7 +133,7 @@ def _describe_data(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def build_spec(
-    ckpt: dict[str, Any],
+    ckpt: Checkpoint,
     model: Classifier,
     *,
     version: str,
@@ -148,33 +143,33 @@ def build_spec(
     metrics: dict[str, Any] | None,
     command: str,
 ) -> ModelSpec:
-    pre = ckpt.get("preprocess", {})
+    pre = ckpt.preprocess
     thresholds = ood_thresholds(ckpt, ood_quantile)
     # the graph divides each distance by its threshold, so the score's own threshold is the margin
     ood_threshold = ood_margin if thresholds else None
-    names = [Path(p).name for p in ckpt.get("data", {}).get("sources", [])]
+    names = [Path(p).name for p in ckpt.data.get("sources", [])]
     return ModelSpec(
         id=f"{model.info.name}-{weights_hash[:10]}",
         version=version,
         architecture=model.info.name,
-        input_size=int(pre.get("input_size", model.info.input_size)),
-        mean=tuple(pre.get("mean", model.info.mean)),
-        std=tuple(pre.get("std", model.info.std)),
-        colour_constancy=pre.get("colour_constancy", "shades_of_gray"),
-        crop=pre.get("crop", "center_square"),
-        temperature=float(ckpt.get("temperature", 1.0)),
-        logit_bias=float(ckpt.get("logit_bias", 0.0)),
-        threshold=float(ckpt.get("threshold", 0.5)),
-        target_sensitivity=float(ckpt.get("target_sensitivity", 0.9)),
+        input_size=pre.input_size,
+        mean=pre.mean,
+        std=pre.std,
+        colour_constancy=pre.colour_constancy,
+        crop=pre.crop,
+        temperature=float(ckpt.temperature),
+        logit_bias=float(ckpt.logit_bias),
+        threshold=float(ckpt.threshold),
+        target_sensitivity=float(ckpt.target_sensitivity),
         ood_threshold=ood_threshold,
-        quality=dict(ckpt.get("quality_limits") or asdict(QualityLimits())),
+        quality=asdict(ckpt.limits),
         training_data={
-            **_describe_data(ckpt.get("data", {})),
-            "best_epoch": ckpt.get("best_epoch", {}),
+            **_describe_data(ckpt.data),
+            "best_epoch": ckpt.best_epoch,
             # the recipe, minus where this machine kept things: what another machine needs to train it again
-            "training_config": {k: v for k, v in ckpt.get("config", {}).items() if k not in _LOCAL_SETTINGS},
-            "threshold_rule": ckpt.get("threshold_rule", "the highest with validation sensitivity >= the target"),
-            "val_auc": ckpt.get("val_auc"),
+            "training_config": {k: v for k, v in ckpt.config.items() if k not in _LOCAL_SETTINGS},
+            "threshold_rule": ckpt.threshold_rule,
+            "val_auc": ckpt.val_auc,
             "ood_quantile": ood_quantile,
             "ood_margin": ood_margin,
             "ood_distance_thresholds": thresholds,
@@ -191,7 +186,7 @@ def build_spec(
 
 def export_model(
     model: Classifier,
-    ckpt: dict[str, Any],
+    ckpt: Checkpoint,
     out_dir: str | Path,
     *,
     version: str = "1.0.0",
@@ -252,6 +247,4 @@ def save_model(proto: Any, spec: ModelSpec, out: Path) -> None:
 def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, **kwargs: Any) -> ModelSpec:
     """Export a training checkpoint (best.pt) as an ONNX model with its spec."""
     model, ckpt = load_checkpoint(checkpoint)
-    if ckpt.get("format") != "skinscan-checkpoint-1":
-        raise ModelFormatError(f"{checkpoint} is not a skinscan best.pt checkpoint (a last.pt cannot be exported)")
     return export_model(model, ckpt, out_dir, **kwargs)

@@ -6,7 +6,6 @@ Weights are matched by shape, which is unambiguous for the seed network, so any 
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ import torch
 
 from skinscan.core.errors import ModelFormatError
 from skinscan.core.preprocess import PreprocessSpec
+from skinscan.training.checkpoint import Checkpoint
 from skinscan.training.models import SeedCNN
 
 # (keras shape, torch parameter) for each tensor of the seed network
@@ -88,11 +88,11 @@ def import_keras(path: str | Path, out_dir: str | Path, *, threshold: float = 0.
     from skinscan.training.export import export_model
 
     model = seed_cnn_from_keras(path)
-    ckpt = {
-        "format": "skinscan-checkpoint-1",
-        "model_name": "seed-cnn",
-        "preprocess": asdict(SEED_PREPROCESS),
-        "threshold": threshold,
-        "data": {"sources": [], "note": f"imported from Keras weights {Path(path).name}; training data unknown"},
-    }
+    ckpt = Checkpoint(
+        model_name="seed-cnn",
+        model=model.state_dict(),
+        preprocess=SEED_PREPROCESS,
+        threshold=threshold,
+        data={"sources": [], "note": f"imported from Keras weights {Path(path).name}; training data unknown"},
+    )
     return export_model(model, ckpt, out_dir, command=command)

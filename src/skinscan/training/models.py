@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from skinscan.core.errors import ModelNotFoundError
+from skinscan.core.errors import ModelFormatError, ModelNotFoundError
+from skinscan.core.preprocess import PreprocessSpec
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,11 @@ class ModelInfo:
     std: tuple[float, float, float]
     pretrained: str  # where the initial weights come from, or "none"
 
+    @property
+    def preprocess(self) -> PreprocessSpec:
+        """The preprocessing the network is trained and served with (colour constancy, centre square)."""
+        return PreprocessSpec(input_size=self.input_size, mean=self.mean, std=self.std)
+
 
 class Classifier(nn.Module):
     """A binary classifier: `features` maps images to feature maps, `head` maps pooled features to a logit.
@@ -33,6 +39,16 @@ class Classifier(nn.Module):
     """
 
     info: ModelInfo
+    frozen: tuple[nn.Module, ...] = ()  # layers that `freeze` fixed: no gradient, batch statistics kept
+
+    def freeze(self, blocks: int) -> None:
+        """Fix the first layers (a network without such a notion ignores it)."""
+
+    def train(self, mode: bool = True) -> Classifier:
+        super().train(mode)
+        for module in self.frozen:  # frozen layers keep their (ImageNet) batch statistics as well as weights
+            module.eval()
+        return self
 
     def feature_maps(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -254,8 +270,15 @@ class EfficientNetLite0(Classifier):
         state = torch.load(path, map_location="cpu", weights_only=True)
         state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
         state = {k: v for k, v in state.items() if not k.startswith("_fc.")}
-        missing, unexpected = self.load_state_dict(state, strict=False)
-        assert set(missing) == {"_fc.weight", "_fc.bias"} and not unexpected, (missing, unexpected)
+        try:
+            missing, unexpected = self.load_state_dict(state, strict=False)
+        except RuntimeError as exc:  # a tensor of the wrong shape
+            raise ModelFormatError(f"{path} does not hold EfficientNet-Lite0 ImageNet weights: {exc}") from exc
+        if set(missing) != {"_fc.weight", "_fc.bias"} or unexpected:
+            raise ModelFormatError(
+                f"{path} does not hold EfficientNet-Lite0 ImageNet weights "
+                f"(missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]})"
+            )
 
     def feature_maps(self, x: torch.Tensor) -> torch.Tensor:
         return self._run(x, None)  # training's forward: no texture statistics to compute or backpropagate
@@ -287,12 +310,15 @@ class EfficientNetLite0(Classifier):
         # this map, so each cell's value is its share of the verdict.
         return torch.einsum("nchw,c->nhw", maps, self._fc.weight[0]) + self._fc.bias[0]
 
-    def freeze_stem(self, blocks: int) -> None:
+    def freeze(self, blocks: int) -> None:
         """Freeze the stem and the first `blocks` blocks: generic edges and colours, cheaper to train."""
-        frozen: list[nn.Module] = [self._conv_stem, self._bn0, *self._blocks[:blocks]]
-        for module in frozen:
+        if blocks <= 0:
+            return
+        self.frozen = (self._conv_stem, self._bn0, *self._blocks[:blocks])
+        for module in self.frozen:
             for p in module.parameters():
                 p.requires_grad_(False)
+        self.train(self.training)
 
 
 @register_model("efficientnet-lite0")

@@ -72,11 +72,12 @@ def quantize_model(
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     from skinscan.runtime.engine import Engine
-    from skinscan.training.train import checkpoint_split, load_checkpoint, prepare
+    from skinscan.training.checkpoint import read_checkpoint
+    from skinscan.training.dataset import checkpoint_split, prepare
 
     engine = Engine(model, check_inputs=False)
     spec, pre = engine.spec, engine.spec.preprocess
-    _, ckpt = load_checkpoint(checkpoint)
+    ckpt = read_checkpoint(checkpoint)
     train_records, val_records = checkpoint_split(ckpt)
     rng = np.random.default_rng(0)
     pick = rng.choice(len(train_records), size=min(calibration_images, len(train_records)), replace=False)
@@ -124,7 +125,7 @@ def quantize_model(
         "calibration_images": len(calibration),
         "from_model": spec.id,
         "val_auc": float(roc_auc_score(val.labels, logits)),
-        "float_val_auc": ckpt.get("val_auc"),
+        "float_val_auc": ckpt.val_auc,
     }
     spec = replace(
         spec,
