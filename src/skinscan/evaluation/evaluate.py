@@ -13,15 +13,8 @@ from tqdm import tqdm
 from skinscan.core.errors import DataError, InvalidImageError
 from skinscan.core.preprocess import prepare_pixels, to_input
 from skinscan.core.quality import measure_quality
-from skinscan.training.records import (
-    CLASS_NAMES,
-    Duplicates,
-    Record,
-    SkippedRecords,
-    drop_same_images,
-    find_manifests,
-    load_records,
-)
+from skinscan.training.duplicates import Duplicates, drop_same_images, find_manifests
+from skinscan.training.records import CLASS_NAMES, Record, SkippedRecords, load_records
 
 # (logits, ood distances) of a normalised float32 batch
 BatchFn = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]

@@ -17,18 +17,8 @@ from skinscan.core.errors import DataError, InvalidImageError
 from skinscan.core.preprocess import PreprocessSpec, prepare_pixels
 from skinscan.runtime.imaging import load_image
 from skinscan.training.config import TrainConfig
-from skinscan.training.records import (
-    Duplicates,
-    Record,
-    SkippedRecords,
-    dedupe,
-    diagnosis_of,
-    drop_same_images,
-    find_manifests,
-    load_records,
-    source_of,
-    split_records,
-)
+from skinscan.training.duplicates import Duplicates, dedupe, drop_same_images, find_manifests, split_records
+from skinscan.training.records import Record, SkippedRecords, diagnosis_of, load_records, source_of
 
 if TYPE_CHECKING:
     from skinscan.training.checkpoint import Checkpoint

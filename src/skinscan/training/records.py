@@ -1,19 +1,23 @@
-"""Labelled records from real dermoscopy layouts, duplicate handling and grouped, seeded splits (no torch).
+"""Labelled records from real dermoscopy layouts (no torch); duplicates and splits: `training.duplicates`.
 
 Layouts `load_records` understands:
 1. a folder per class: ROOT/[SPLIT/]{benign,malignant}/* (the Kaggle layout);
 2. the official HAM10000 files: HAM10000_metadata.csv (split "train") and the ISIC 2018 Task 3
    ground-truth CSV (split "test"), images searched below ROOT by image id;
 3. a CSV with an image column (path, file or image) and a label column (benign/malignant or 0/1); optional
-   columns: split, lesion_id (images of one lesion never straddle a split) and dx or diagnosis.
+   columns: split, lesion_id or else patient_id (images of one lesion or patient never straddle a split),
+   dx or diagnosis (codes or ISIC 2020 words, see DX_ALIASES), source (kept as meta "subsource");
+4. a folder holding such a CSV: its labels.csv, or the one CSV there with an image and a label column
+   (isic2017/ and isic2020/ of ../shared/data), read exactly as that CSV.
+Keys are "<folder>:<id>" (the id as the layout names the image; "ham10000:<image_id>" for the official files),
+the form `same_image_as` lists use. Those lists (`find_manifests`) are a manifest.csv, labels.csv or
+same_image_as.csv beside a dataset, with a same_image_as column and a path or image_id column.
 """
 
 from __future__ import annotations
 
 import csv
-import random
 import warnings
-from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +34,16 @@ HAM_SOURCE = "ham10000"
 _ISIC_CLASSES = ("MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC")
 DIAGNOSES = tuple(c.lower() for c in _ISIC_CLASSES)  # the 7 HAM10000 / ISIC 2018 diagnoses
 _LABEL_WORDS = {"benign": 0, "0": 0, "malignant": 1, "1": 1}
+_IMAGE_COLUMNS = ("path", "file", "image")
+# Diagnosis words (lower-cased; the ISIC 2020 `diagnosis` column) → DIAGNOSES, by HAM10000's own grouping:
+# its bkl holds seborrheic keratoses, solar lentigines and lichenoid keratoses. "" = no diagnosis.
+DX_ALIASES = {
+    "melanoma": "mel", "nevus": "nv", "seborrheic keratosis": "bkl", "lentigo nos": "bkl", "solar lentigo": "bkl",
+    "lichenoid keratosis": "bkl", "basal cell carcinoma": "bcc", "actinic keratosis": "akiec",
+    "dermatofibroma": "df", "vascular lesion": "vasc", "unknown": "",
+}  # fmt: skip
+# Manifests that may carry a `same_image_as` column beside a dataset.
+MANIFEST_NAMES = ("manifest.csv", "labels.csv", "same_image_as.csv")
 
 
 @dataclass(frozen=True)
@@ -39,7 +53,7 @@ class Record:
     path: Path
     label: int  # 0 benign, 1 malignant
     key: str  # "<source>:<id>", stable across machines; used for duplicates and reports
-    group: str  # images sharing a group (same lesion) never straddle a split
+    group: str  # images sharing a group (same lesion or patient) never straddle a split
     split: str = ""
     meta: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
 
@@ -76,7 +90,7 @@ def _parse_label(value: str) -> int | None:
     return _LABEL_WORDS.get(value.strip().lower())
 
 
-def _read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+def read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
     try:
         with path.open(newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f)
@@ -84,6 +98,19 @@ def _read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
             return [c.strip() for c in reader.fieldnames or []], rows
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise DataError(f"cannot read CSV {path}: {exc}") from exc
+
+
+def csv_columns(path: Path) -> list[str]:
+    """The header alone: deciding what a CSV is must not read a 10,000-row file."""
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as f:
+            return [c.strip() for c in next(csv.reader(f), [])]
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(f"cannot read CSV {path}: {exc}") from exc
+
+
+def _is_labels_csv(columns: Sequence[str]) -> bool:
+    return "label" in columns and any(c in columns for c in _IMAGE_COLUMNS)
 
 
 def _image_index(root: Path) -> dict[str, Path]:
@@ -115,7 +142,7 @@ def _load_class_folders(root: Path, split: str, skip_bad: bool, skipped: list[st
 
 
 def _load_ham_metadata(csv_path: Path, index: dict[str, Path], skip_bad: bool, skipped: list[str]) -> list[Record]:
-    _, rows = _read_csv(csv_path)
+    _, rows = read_csv(csv_path)
     records = []
     for row in rows:
         image_id, dx = row.get("image_id", "").strip(), row.get("dx", "").strip().lower()
@@ -136,7 +163,7 @@ def _load_ham_metadata(csv_path: Path, index: dict[str, Path], skip_bad: bool, s
 
 
 def _load_isic_truth(csv_path: Path, index: dict[str, Path], skip_bad: bool, skipped: list[str]) -> list[Record]:
-    _, rows = _read_csv(csv_path)
+    _, rows = read_csv(csv_path)
     records = []
     for row in rows:
         image_id = row.get("image", "").strip()
@@ -158,14 +185,57 @@ def _is_isic_truth(columns: Sequence[str]) -> bool:
     return "image" in columns and all(c in columns for c in _ISIC_CLASSES)
 
 
+def _normalise_dx(text: str) -> str:
+    """A DIAGNOSES code where the words name one; other words are kept as written (lower-cased)."""
+    dx = text.strip().lower()
+    return DX_ALIASES.get(dx, dx)
+
+
+def _group_of(row: dict[str, str], key: str) -> str:
+    # ISIC lesion and patient ids are archive-wide, so the same id in two collections stays one group
+    if lesion := (row.get("lesion_id") or "").strip():
+        return f"lesion:{lesion}"
+    if patient := (row.get("patient_id") or "").strip():
+        return f"patient:{patient}"
+    return key
+
+
+def _meta_of(row: dict[str, str]) -> dict[str, str]:
+    meta = {
+        "dx": _normalise_dx(row.get("dx") or row.get("diagnosis") or ""),
+        # "source" would read as the collection, which is the key's prefix (`source_of`)
+        "subsource": (row.get("source") or "").strip(),
+        "patient_id": (row.get("patient_id") or "").strip(),
+    }
+    return {k: v for k, v in meta.items() if v}
+
+
+def _split_names(rows: Iterable[dict[str, str]]) -> list[str]:
+    return sorted({(row.get("split") or "").strip() for row in rows} - {""})
+
+
+def _check_split(csv_path: Path, columns: Sequence[str], rows: list[dict[str, str]], split: str | None) -> None:
+    """A split the CSV does not have is an error: silently reading none or all of it trains on the wrong images."""
+    if not split:
+        return
+    if "split" not in columns:
+        raise DataError(f"{csv_path} has no split column, so no split {split!r}; give no split to read all of it")
+    names = _split_names(rows)
+    if split not in names:
+        raise DataError(f"{csv_path} has no split {split!r}; it has: {', '.join(names)}")
+
+
 def _load_generic_csv(csv_path: Path, split: str | None, skip_bad: bool, skipped: list[str]) -> list[Record]:
-    columns, rows = _read_csv(csv_path)
-    image_col = next((c for c in ("path", "file", "image") if c in columns), None)
+    columns, rows = read_csv(csv_path)
+    image_col = next((c for c in _IMAGE_COLUMNS if c in columns), None)
     if image_col is None or "label" not in columns:
         raise DataError(f"{csv_path}: a CSV needs an image column (path, file or image) and a label column")
+    _check_split(csv_path, columns, rows, split)
+    source = csv_path.absolute().parent.name  # absolute: "labels.csv" in the working folder has a parent name too
     records = []
     for row in rows:
-        if split and "split" in row and row["split"].strip() != split:
+        row_split = (row.get("split") or "").strip()
+        if split and row_split != split:
             continue
         rel, label = row[image_col].strip(), _parse_label(row["label"])
         path = (csv_path.parent / rel).resolve()
@@ -174,18 +244,15 @@ def _load_generic_csv(csv_path: Path, split: str | None, skip_bad: bool, skipped
         elif not path.is_file():
             _problem(f"{csv_path}: image {path} does not exist", skip_bad, skipped)
         else:
-            key = f"{csv_path.parent.name}:{rel}"
-            group = (row.get("lesion_id") or "").strip() or key
-            dx = (row.get("dx") or row.get("diagnosis") or "").strip().lower()
-            meta = {"dx": dx} if dx else {}
-            records.append(Record(path, label, key, group, (row.get("split") or split or "").strip(), meta))
+            key = f"{source}:{rel}"
+            records.append(Record(path, label, key, _group_of(row, key), row_split or split or "", _meta_of(row)))
     return records
 
 
-def _ham_csvs(root: Path) -> dict[str, Path]:
+def ham_csvs(root: Path) -> dict[str, Path]:
     found: dict[str, Path] = {}
     for p in sorted(root.glob("*.csv")):
-        columns, _ = _read_csv(p) if p.stat().st_size < 50_000_000 else ([], [])
+        columns = csv_columns(p)
         if {"lesion_id", "image_id", "dx"} <= set(columns):
             found.setdefault("train", p)
         elif _is_isic_truth(columns):
@@ -193,23 +260,107 @@ def _ham_csvs(root: Path) -> dict[str, Path]:
     return found
 
 
+def _labels_csv(root: Path) -> Path | None:
+    """The labels CSV of a folder: labels.csv, else the only CSV there with an image and a label column."""
+    if (root / "labels.csv").is_file():
+        return root / "labels.csv"
+    found = [p for p in sorted(root.glob("*.csv")) if _is_labels_csv(csv_columns(p))]
+    if len(found) > 1:
+        names = ", ".join(p.name for p in found)
+        raise DataError(f"{root} holds several labels CSVs ({names}); give the one to read, or name it labels.csv")
+    return found[0] if found else None
+
+
+def _split_folders(root: Path) -> list[str]:
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and any((p / c).is_dir() for c in CLASS_NAMES))
+
+
 def describe_layout(root: Path) -> str:
     return (
         f"{root} is not a dataset skinscan can read. Give a folder with benign/ and malignant/ subfolders "
         "(optionally below train/, test/ ...), a folder with HAM10000_metadata.csv or the ISIC 2018 Task 3 "
-        "ground-truth CSV, or a CSV with an image column (path, file or image) and a label column."
+        "ground-truth CSV, or a CSV (or a folder with a labels.csv) with an image column (path, file or image) "
+        "and a label column."
     )
 
 
 def list_splits(root: Path) -> list[str]:
-    """The split names a folder offers (empty when it has none)."""
+    """The split names a folder (or a labels CSV) offers, in the order `load_records` checks layouts (empty: none)."""
     root = Path(root)
+    if root.is_file():
+        return _csv_splits(root) if _is_labels_csv(csv_columns(root)) else []
     if not root.is_dir():
         return []
-    ham = _ham_csvs(root)
-    if ham:
+    if ham := ham_csvs(root):
         return sorted(ham)
-    return sorted(p.name for p in root.iterdir() if p.is_dir() and any((p / c).is_dir() for c in CLASS_NAMES))
+    if any((root / c).is_dir() for c in CLASS_NAMES):
+        return []
+    if splits := _split_folders(root):
+        return splits
+    labels = _labels_csv(root)
+    return _csv_splits(labels) if labels else []
+
+
+def _csv_splits(csv_path: Path) -> list[str]:
+    return _split_names(read_csv(csv_path)[1])
+
+
+def _load_csv_file(csv_path: Path, split: str | None, skip_bad: bool, skipped: list[str]) -> list[Record]:
+    columns = csv_columns(csv_path)
+    if {"lesion_id", "image_id", "dx"} <= set(columns):
+        loader, own_split = _load_ham_metadata, "train"
+    elif _is_isic_truth(columns):
+        loader, own_split = _load_isic_truth, "test"
+    else:
+        return _load_generic_csv(csv_path, split, skip_bad, skipped)
+    # an official file is one split; asking it for another would silently hand back the wrong images
+    if split and split != own_split:
+        raise DataError(f"{csv_path} has no split {split!r}; it has: {own_split}")
+    return loader(csv_path, _image_index(csv_path.parent), skip_bad, skipped)
+
+
+def _load_ham_folder(
+    root: Path, ham: dict[str, Path], split: str | None, skip_bad: bool, skipped: list[str]
+) -> list[Record]:
+    if split is not None and split not in ham:
+        raise DataError(f"{root} has no split {split!r}; it has: {', '.join(sorted(ham))}")
+    index = _image_index(root)
+    records = []
+    for name, csv_path in sorted(ham.items()):
+        if split is None or split == name:
+            loader = _load_isic_truth if _is_isic_truth(csv_columns(csv_path)) else _load_ham_metadata
+            records += [
+                r if r.split == name else Record(r.path, r.label, r.key, r.group, name, r.meta)
+                for r in loader(csv_path, index, skip_bad, skipped)
+            ]
+    return records
+
+
+def _load_split_folders(
+    root: Path, splits: list[str], split: str | None, skip_bad: bool, skipped: list[str]
+) -> list[Record]:
+    if split is not None and split not in splits:
+        raise DataError(f"{root} has no split {split!r}; it has: {', '.join(splits)}")
+    return [
+        r
+        for name in (splits if split is None else [split])
+        for r in _load_class_folders(root / name, name, skip_bad, skipped)
+    ]
+
+
+def _load_folder(root: Path, split: str | None, skip_bad: bool, skipped: list[str]) -> list[Record]:
+    # the folder layouts come first, so a Kaggle copy with a manifest.csv beside its folders reads as before
+    if ham := ham_csvs(root):
+        return _load_ham_folder(root, ham, split, skip_bad, skipped)
+    if any((root / c).is_dir() for c in CLASS_NAMES):
+        if split is not None and (root / split).is_dir():
+            return _load_class_folders(root / split, split, skip_bad, skipped)
+        return _load_class_folders(root, "", skip_bad, skipped)
+    if splits := _split_folders(root):
+        return _load_split_folders(root, splits, split, skip_bad, skipped)
+    if labels := _labels_csv(root):
+        return _load_generic_csv(labels, split, skip_bad, skipped)
+    raise DataError(describe_layout(root))
 
 
 def load_records(path: str | Path, split: str | None = None, *, skip_bad: bool = False) -> list[Record]:
@@ -221,162 +372,18 @@ def load_records(path: str | Path, split: str | None = None, *, skip_bad: bool =
         skip_bad: leave out missing images and unknown labels with a warning instead of an error.
 
     Raises:
-        DataError: unknown layout, unknown split, missing image or unknown label (without skip_bad).
+        DataError: unknown layout, unknown split (or a split asked of a CSV without a split column), missing
+            image or unknown label (without skip_bad).
     """
     root = Path(path)
     skipped: list[str] = []
     if not root.exists():
         raise DataError(f"{root} does not exist")
     if root.is_file():
-        columns, _ = _read_csv(root)
-        if {"lesion_id", "image_id", "dx"} <= set(columns):
-            records = _load_ham_metadata(root, _image_index(root.parent), skip_bad, skipped)
-        elif _is_isic_truth(columns):
-            records = _load_isic_truth(root, _image_index(root.parent), skip_bad, skipped)
-        else:
-            records = _load_generic_csv(root, split, skip_bad, skipped)
-    elif ham := _ham_csvs(root):
-        if split is not None and split not in ham:
-            raise DataError(f"{root} has no split {split!r}; it has: {', '.join(sorted(ham))}")
-        index = _image_index(root)
-        records = []
-        for name, csv_path in sorted(ham.items()):
-            if split is None or split == name:
-                columns, _ = _read_csv(csv_path)
-                loader = _load_isic_truth if _is_isic_truth(columns) else _load_ham_metadata
-                records += [
-                    r if r.split == name else Record(r.path, r.label, r.key, r.group, name, r.meta)
-                    for r in loader(csv_path, index, skip_bad, skipped)
-                ]
-    elif any((root / c).is_dir() for c in CLASS_NAMES):
-        if split is not None and (root / split).is_dir():
-            records = _load_class_folders(root / split, split, skip_bad, skipped)
-        else:
-            records = _load_class_folders(root, "", skip_bad, skipped)
-    elif splits := list_splits(root):
-        if split is not None and split not in splits:
-            raise DataError(f"{root} has no split {split!r}; it has: {', '.join(splits)}")
-        records = []
-        for name in splits if split is None else [split]:
-            records += _load_class_folders(root / name, name, skip_bad, skipped)
+        records = _load_csv_file(root, split, skip_bad, skipped)
     else:
-        raise DataError(describe_layout(root))
+        records = _load_folder(root, split, skip_bad, skipped)
     _report_skipped(skipped)
     if not records:
         raise DataError(f"{root}{f' (split {split})' if split else ''} holds no labelled images")
     return records
-
-
-# --- duplicates -----------------------------------------------------------------------------------
-
-
-class Duplicates:
-    """Which records are the same photograph, from manifests with a `same_image_as` column."""
-
-    def __init__(self) -> None:
-        self._links: dict[str, set[str]] = defaultdict(set)
-
-    def add(self, a: str, b: str) -> None:
-        self._links[a].add(b)
-        self._links[b].add(a)
-
-    def of(self, key: str) -> set[str]:
-        return self._links.get(key, set())
-
-    def __len__(self) -> int:
-        return sum(len(v) for v in self._links.values()) // 2
-
-    @classmethod
-    def from_files(cls, paths: Iterable[str | Path]) -> Duplicates:
-        dup = cls()
-        for p in paths:
-            dup.read(Path(p))
-        return dup
-
-    def read(self, manifest: Path) -> None:
-        """Read `path,...,same_image_as`; ids in same_image_as are "<source>:<id>" separated by ';'."""
-        columns, rows = _read_csv(manifest)
-        if "same_image_as" not in columns or "path" not in columns:
-            raise DataError(f"{manifest}: a duplicates list needs the columns path and same_image_as")
-        source = manifest.parent.name
-        for row in rows:
-            key = f"{source}:{row['path'].strip()}"
-            for other in (row.get("same_image_as") or "").split(";"):
-                if other.strip():
-                    self.add(key, other.strip())
-
-
-def find_manifests(paths: Iterable[str | Path]) -> list[Path]:
-    """Duplicate manifests that ship beside datasets (a manifest.csv with same_image_as)."""
-    found = []
-    for p in paths:
-        root = Path(p)
-        candidate = (root if root.is_dir() else root.parent) / "manifest.csv"
-        if candidate.is_file() and "same_image_as" in _read_csv(candidate)[0]:
-            found.append(candidate)
-    return found
-
-
-def drop_same_images(records: Sequence[Record], held_out: Sequence[Record], dup: Duplicates) -> list[Record]:
-    """Records that are not the same photograph as any held-out record (so a test score cannot leak)."""
-    banned = {r.key for r in held_out}
-    banned |= {k for r in held_out for k in dup.of(r.key)}
-    return [r for r in records if r.key not in banned and not (dup.of(r.key) & banned)]
-
-
-def dedupe(records: Sequence[Record], dup: Duplicates) -> list[Record]:
-    """Keep the first record of each set of duplicate photographs (when mixing overlapping sources)."""
-    seen: set[str] = set()
-    kept = []
-    for r in records:
-        if r.key in seen:
-            continue
-        kept.append(r)
-        seen.add(r.key)
-        seen |= dup.of(r.key)
-    return kept
-
-
-# --- splits ---------------------------------------------------------------------------------------
-
-
-def split_records(
-    records: Sequence[Record], val_fraction: float, seed: int, dup: Duplicates | None = None
-) -> tuple[list[Record], list[Record]]:
-    """A deterministic train/validation split, grouped by lesion (and duplicates), stratified by label."""
-    if not 0 < val_fraction < 1:
-        raise ValueError("val_fraction must be between 0 and 1")
-    # union-find over lesion groups and duplicate links, so one lesion never sits on both sides
-    parent: dict[str, str] = {}
-
-    def find(x: str) -> str:
-        parent.setdefault(x, x)
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    key_group = {r.key: r.group for r in records}
-    for r in records:
-        find(r.group)
-        for other in dup.of(r.key) if dup else ():
-            if other in key_group:
-                parent[find(key_group[other])] = find(r.group)
-    clusters: dict[str, list[Record]] = defaultdict(list)
-    for r in records:
-        clusters[find(r.group)].append(r)
-    rng = random.Random(seed)
-    train: list[Record] = []
-    val: list[Record] = []
-    for label in (0, 1):
-        names = sorted(c for c, rs in clusters.items() if max(r.label for r in rs) == label)
-        rng.shuffle(names)
-        n_val_images = val_fraction * sum(len(clusters[c]) for c in names)
-        taken = 0
-        for c in names:
-            if taken < n_val_images:
-                val += clusters[c]
-                taken += len(clusters[c])
-            else:
-                train += clusters[c]
-    return train, val
