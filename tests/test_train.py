@@ -49,11 +49,15 @@ def test_same_seed_same_result(synthetic_data: Path, tmp_path: Path) -> None:
 
 
 def test_resume_continues_from_last_epoch(synthetic_data: Path, tmp_path: Path) -> None:
+    """`skinscan train --resume` reaches the trainer (test_recipe checks that a resumed run continues exactly)."""
     out = tmp_path / "run"
     train(_cfg(synthetic_data, out, epochs=1, max_steps=2))
+    state = torch.load(out / "last.pt", weights_only=False)
+    state["history"][0]["train_loss"] = 123.0  # a fresh run would write its own first epoch instead
+    torch.save(state, out / "last.pt")
     train(_cfg(synthetic_data, out, epochs=2, max_steps=2, resume=str(out / "last.pt")))
     history = json.loads((out / "history.json").read_text())
-    assert [row["epoch"] for row in history] == [1, 2]
+    assert [row["epoch"] for row in history] == [1, 2] and history[0]["train_loss"] == 123.0
 
 
 def test_config_from_toml_and_overrides(tmp_path: Path) -> None:

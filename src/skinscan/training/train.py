@@ -93,6 +93,21 @@ def build_loss(cfg: TrainConfig, model: Classifier, train_set: Prepared, device:
     return ScreeningLoss(pos_weight, cfg.aux_weight, width).to(device)
 
 
+def build_trainer(cfg: TrainConfig, train_set: Prepared, val_set: Prepared, device: torch.device) -> Trainer:
+    """The network, objective, AdamW, schedule, weight average and augmentation that `cfg` asks for."""
+    model = build_network(cfg, device)
+    loss = build_loss(cfg, model, train_set, device)
+    params = [p for p in [*model.parameters(), *loss.parameters()] if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps = min(-(-len(train_set.labels) // cfg.batch_size), cfg.max_steps or len(train_set.labels))
+    return Trainer(
+        cfg, model, loss, optimizer, make_schedule(optimizer, cfg, steps), train_set, val_set, device,
+        ema=make_ema(model, cfg.ema), augment=AugmentConfig() if cfg.augment else None,
+        memory_format=torch.channels_last if device.type == "cuda" else torch.contiguous_format,
+        autocast=torch.float16 if cfg.amp and device.type == "cuda" else None,
+    )  # fmt: skip
+
+
 def train_prepared(cfg: TrainConfig, train_set: Prepared, val_set: Prepared, summary: dict[str, Any]) -> Path:
     """The training run proper, on images already decoded and preprocessed (see `prepare`)."""
     seed_everything(cfg.seed)
@@ -102,17 +117,8 @@ def train_prepared(cfg: TrainConfig, train_set: Prepared, val_set: Prepared, sum
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
 
-    model = build_network(cfg, device)
-    loss = build_loss(cfg, model, train_set, device)
-    params = [p for p in [*model.parameters(), *loss.parameters()] if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps = min(-(-len(train_set.labels) // cfg.batch_size), cfg.max_steps or len(train_set.labels))
-    trainer = Trainer(
-        cfg, model, loss, optimizer, make_schedule(optimizer, cfg, steps), train_set, val_set, device,
-        ema=make_ema(model, cfg.ema), augment=AugmentConfig() if cfg.augment else None,
-        memory_format=torch.channels_last if device.type == "cuda" else torch.contiguous_format,
-        autocast=torch.float16 if cfg.amp and device.type == "cuda" else None,
-    )  # fmt: skip
+    trainer = build_trainer(cfg, train_set, val_set, device)
+    model = trainer.model
     if cfg.resume:
         trainer.restore(Path(cfg.resume))
         tqdm.write(f"resumed from {cfg.resume} at epoch {trainer.epoch}")

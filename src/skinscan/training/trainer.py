@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -86,6 +87,8 @@ class Trainer:
         self.best_loss = math.inf
         self.best_state: dict[str, Any] | None = None
         self.stale = 0
+        # how often each (source, label) was drawn over the run: the mix the balance setting promises
+        self.drawn: Counter[tuple[str, int]] = Counter()
 
     def batch(self, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Normalised (augmented) images, labels and diagnoses of the training images at `idx`."""
@@ -99,6 +102,13 @@ class Trainer:
         dx = torch.from_numpy(self.train_set.diagnoses[idx]).to(self.device)
         return x, y, dx
 
+    def compute_loss(self, x: torch.Tensor, y: torch.Tensor, dx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The objective of one batch, and its malignancy logits."""
+        with torch.autocast(self.device.type, dtype=self.autocast or torch.bfloat16, enabled=self.autocast is not None):
+            pooled = self.model.pool(self.model.feature_maps(x))
+            logits = self.model.logit(pooled).squeeze(1)
+        return self.loss(logits, pooled, y, dx), logits
+
     def train_epoch(self) -> dict[str, float]:
         self.model.train()
         self.loss.train()
@@ -109,11 +119,8 @@ class Trainer:
         for step in bar:
             idx = np.sort(order[step * self.cfg.batch_size : (step + 1) * self.cfg.batch_size])
             x, y, dx = self.batch(idx)
-            enabled = self.autocast is not None
-            with torch.autocast(self.device.type, dtype=self.autocast or torch.bfloat16, enabled=enabled):
-                pooled = self.model.pool(self.model.feature_maps(x))
-                logits = self.model.logit(pooled).squeeze(1)
-            loss = self.loss(logits, pooled, y, dx)
+            self.drawn.update((self.train_set.sources[i], int(self.train_set.labels[i])) for i in idx)
+            loss, logits = self.compute_loss(x, y, dx)
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             self.scaler.step(self.optimizer)
@@ -160,6 +167,7 @@ class Trainer:
         """Train until `cfg.epochs`, early stopping or the time limit; after each epoch write last.pt and
         the history into `out`."""
         cfg = self.cfg
+        out.mkdir(parents=True, exist_ok=True)
         started = time.perf_counter()
         while self.epoch < cfg.epochs:
             start = time.perf_counter()
@@ -215,6 +223,8 @@ class Trainer:
             "stale": self.stale,
             "history": self.history,
             "generator": self.gen.get_state(),
+            "torch_rng": torch.get_rng_state(),  # dropout and drop-path draw from it
+            "drawn": dict(self.drawn),
             "config": asdict(self.cfg),
         }
 
@@ -237,3 +247,6 @@ class Trainer:
         self.best_loss = state.get("best_loss", math.inf)
         self.stale, self.history = state["stale"], state["history"]
         self.gen.set_state(state["generator"].cpu())  # a generator state is a CPU tensor, whatever the device
+        if "torch_rng" in state:
+            torch.set_rng_state(state["torch_rng"].cpu())
+        self.drawn = Counter(state.get("drawn", {}))
