@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import inspect
 import io
 import json
@@ -32,6 +33,7 @@ from skinscan.api.routes import prefers_html
 from skinscan.api.server import settings_env
 from skinscan.api.settings import Settings
 from skinscan.runtime.engine import Engine
+from skinscan.runtime.result import Prediction
 from synthetic import lesion_bytes
 
 BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8"
@@ -144,6 +146,21 @@ def test_openapi_and_offline_docs(client: httpx.Client) -> None:
     static = Path(__file__).resolve().parents[1] / "src" / "skinscan" / "api" / "static"
     for path in static.iterdir():
         assert not EXTERNAL_REFERENCE.search(path.read_text()), path.name
+
+
+def test_openapi_describes_every_public_prediction_field(client: httpx.Client) -> None:
+    # read from the dataclass itself, not from the code that builds the schema, so a field that code drops shows
+    spec = client.get("/openapi.json").json()
+    answer = spec["paths"]["/predict"]["post"]["responses"]["200"]["content"]["application/json"]["schema"]
+    schema = spec["components"]["schemas"][answer["$ref"].rsplit("/", 1)[1]]
+    public = {f.metadata["json"]["key"] or f.name: f.metadata["json"] for f in dataclasses.fields(Prediction)
+              if "json" in f.metadata}  # fmt: skip
+    assert {"status", "probability", "threshold", "heatmap_png", "disclaimer"} <= set(public)
+    missing = set(public) - set(schema["properties"])
+    assert not missing, f"Prediction fields missing from the /predict schema: {sorted(missing)}"
+    for key, meta in public.items():
+        assert schema["properties"][key].get("description") == meta["description"], key
+    assert set(Prediction(status="ok", threshold=0.5, overlay_png=b"png").to_dict()) <= set(schema["properties"])
 
 
 # --- predictions ----------------------------------------------------------------------------------------

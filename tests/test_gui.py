@@ -29,7 +29,7 @@ from skinscan.gui.preferences import read_preferences
 from skinscan.gui.qt_main import MainWindow, load_stylesheet
 from skinscan.gui.state import AppState
 from skinscan.runtime.engine import Engine
-from skinscan.runtime.predict import CSV_FIELDS
+from skinscan.runtime.result import CSV_FIELDS
 from synthetic import lesion_bytes
 
 WAIT_MS = 30_000  # generous: the suite shares two cores with other work
@@ -291,6 +291,7 @@ def test_remote_mode_against_a_real_server(open_window: Any, qtbot: Any, images:
     assert judged.result is not None and judged.result.label == expected.label
     assert judged.result.probability == pytest.approx(expected.probability, abs=1e-4)
     assert judged.result.overlay_png  # the server's heatmap
+    assert judged.model == f"{engine.spec.id} {engine.spec.version}"  # the model named in the server's answer
     assert refused.error is not None and "plain-text file" in refused.error  # the server's 415, as a message
     assert (settings.value("mode"), int(settings.value("port"))) == ("remote", window.state.port)
 

@@ -14,9 +14,9 @@ import pytest
 
 from skinscan.core.errors import InvalidImageError, SkinscanError
 from skinscan.gui.backends import LocalBackend, RemoteBackend, make_preview, scan_image
-from skinscan.gui.state import AppState, Event, ScanResult
+from skinscan.gui.state import AppState, Event
 from skinscan.runtime.engine import Engine
-from skinscan.runtime.predict import CSV_FIELDS
+from skinscan.runtime.result import CSV_FIELDS, Prediction
 from synthetic import lesion_bytes
 
 
@@ -44,10 +44,10 @@ def test_images_flow_through_the_state_with_events() -> None:
     assert state.last_folder == "/photos"
 
     seen.clear()
-    verdict = ScanResult(status="ok", threshold=0.4, probability=0.91, label="malignant", severity=5, colour="#d84315")
-    state.finish(first.id, verdict, b"jpeg")
+    verdict = Prediction(status="ok", threshold=0.4, probability=0.91, label="malignant", severity=5, colour="#d84315")
+    state.finish(first.id, verdict, b"jpeg", "tiny 1.0.0")
     assert seen == [Event.HISTORY, Event.CURRENT]  # the shown item changed, so its views redraw
-    assert first.summary() == "Malignant · 91.0%" and first.preview == b"jpeg"
+    assert first.summary() == "Malignant · 91.0%" and first.preview == b"jpeg" and first.model == "tiny 1.0.0"
 
     seen.clear()
     state.fail(second.id, "not an image")
@@ -90,18 +90,22 @@ def test_display_theme_connection_and_unsubscribe() -> None:
     assert calls == [1] and state.notice == "two"
 
 
-def test_results_from_the_engine_and_from_server_json(tiny_model_dir: Path) -> None:
-    prediction = Engine(tiny_model_dir, threads=1).predict(lesion_bytes(malignant=True, seed=3), heatmap=True)
-    assert prediction.status == "ok"
-    local = ScanResult.from_prediction(prediction, "tiny 1.0.0")
-    remote = ScanResult.from_dict({**prediction.to_dict(), "model": {"id": "tiny", "version": "1.0.0"}})
-    assert remote.overlay_png == prediction.overlay_png and remote.overlay_png is not None
-    assert remote.model == local.model == "tiny 1.0.0"
-    for name in ("status", "label", "severity", "severity_name", "description", "recommendation", "colour"):
-        assert getattr(remote, name) == getattr(local, name), name
-    assert remote.probability == pytest.approx(local.probability, abs=1e-4)
+def test_local_and_remote_backends_give_equal_results(tiny_model_dir: Path, engine: Engine) -> None:
+    pytest.importorskip("fastapi")  # the server side is the [serve] extra
+    from live_server import live_server, plain_settings
+    from skinscan.api.app import create_app
 
-    refused = ScanResult.from_dict({"status": "rejected", "threshold": 0.5, "reason": "too dark", "probability": None})
+    data = lesion_bytes(malignant=True, seed=3)
+    local, local_model = LocalBackend(tiny_model_dir, threads=1).predict(data, "a.jpg")
+    with live_server(create_app(engine=engine, settings=plain_settings())) as url:
+        host, port = url.removeprefix("http://").rsplit(":", 1)
+        remote, remote_model = RemoteBackend(host, int(port), timeout=30).predict(data, "a.jpg")
+    assert local.status == "ok" and local.overlay_png is not None
+    assert remote_model == local_model == f"{engine.spec.id} {engine.spec.version}"
+    assert remote.to_dict() == local.to_dict()  # every public field, the heatmap's PNG included
+    assert remote.probability == pytest.approx(local.probability, abs=1e-4)  # the JSON has four decimals
+
+    refused = Prediction.from_dict({"status": "rejected", "threshold": 0.5, "reason": "too dark", "probability": None})
     assert not refused.ok and refused.probability is None and refused.overlay_png is None
 
 
@@ -109,7 +113,7 @@ def test_export_csv_has_the_predict_columns(tmp_path: Path) -> None:
     state = AppState()
     done, failed, _ = state.add_images([("a.jpg", "/x/a.jpg", None), ("b.jpg", "/x/b.jpg", None),
                                               ("Pasted image 1", None, b"png")])  # fmt: skip
-    state.finish(done.id, ScanResult(status="ok", threshold=0.42, probability=0.123456, label="benign", severity=1,
+    state.finish(done.id, Prediction(status="ok", threshold=0.42, probability=0.123456, label="benign", severity=1,
                                      severity_name="Benign / no concern"), None)  # fmt: skip
     state.fail(failed.id, "not an image")
     assert state.export_csv(tmp_path / "out.csv") == 3
@@ -159,6 +163,6 @@ def test_remote_backend_says_when_the_server_is_down() -> None:
 
 def test_heatmap_json_round_trip() -> None:
     png = lesion_bytes(fmt="PNG")
-    result = ScanResult.from_dict({"status": "ok", "threshold": 0.5, "probability": 0.7, "heatmap_png":
+    result = Prediction.from_dict({"status": "ok", "threshold": 0.5, "probability": 0.7, "heatmap_png":
                                    base64.b64encode(png).decode()})  # fmt: skip
-    assert result.overlay_png == png and result.model is None
+    assert result.overlay_png == png and result.to_dict()["heatmap_png"] == base64.b64encode(png).decode()

@@ -19,7 +19,8 @@ from skinscan.api.multipart import Upload, UploadLimits, read_uploads
 from skinscan.api.schemas import BatchItem, BatchOut, EndpointOut, ErrorOut, HealthOut, InfoOut, ModelRef, PredictionOut
 from skinscan.api.settings import Settings
 from skinscan.core.errors import SkinscanError
-from skinscan.runtime.engine import Engine, Prediction
+from skinscan.runtime.engine import Engine
+from skinscan.runtime.result import Prediction
 
 STATIC_DIR = Path(__file__).with_name("static")
 DESCRIPTION = "Skin-lesion screening: judges a dermoscopic or close-up photo of a skin lesion benign or malignant."

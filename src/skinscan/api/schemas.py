@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, get_origin
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, create_model
+
+from skinscan.runtime.result import json_fields
 
 
 class ErrorOut(BaseModel):
@@ -17,31 +19,32 @@ class ModelRef(BaseModel):
     version: str
 
 
-class Verdict(BaseModel):
-    """One image's result; `status` "rejected" carries a `reason` and no verdict."""
-
-    status: str = Field(description='"ok", or "rejected" when the input checks refuse the image')
-    probability: float | None = Field(default=None, description="calibrated probability of malignancy")
-    label: str | None = None
-    severity: int | None = Field(default=None, description="1 (no concern) to 6")
-    severity_name: str | None = None
-    description: str | None = None
-    recommendation: str | None = None
-    colour: str | None = Field(default=None, description="the severity's colour, #rrggbb")
-    threshold: float = Field(description="the probability at and above which the label is malignant")
-    reason: str | None = Field(default=None, description="why a rejected image could not be judged")
-    image_size: list[int] = Field(default_factory=list, description="width and height as decoded")
-    heatmap_png: str | None = Field(default=None, description="with ?heatmap=true: the overlay as a base64 PNG")
-    disclaimer: str
+def verdict_model() -> type[BaseModel]:
+    """`Verdict`: a model of `Prediction`'s public fields, with their descriptions, so that a field added there is
+    answered and documented here. Required are the fields every answer has; the others default to what a batch's
+    error item (no verdict) carries: nothing, or an empty list."""
+    fields: dict[str, Any] = {}
+    for spec in json_fields():
+        if spec.required:
+            fields[spec.key] = (spec.type, Field(description=spec.description))
+        elif get_origin(spec.type) is list:
+            fields[spec.key] = (spec.type, Field(default_factory=list, description=spec.description))
+        else:
+            fields[spec.key] = (spec.type, Field(default=None, description=spec.description))
+    doc = 'One image\'s result; `status` "rejected" carries a `reason` and no verdict.'
+    return create_model("Verdict", __doc__=doc, **fields)
 
 
-class PredictionOut(Verdict):
+Verdict = verdict_model()
+
+
+class PredictionOut(Verdict):  # type: ignore[misc, valid-type]  # Verdict is built at import, from Prediction
     model: ModelRef
     time: str = Field(description="when the answer was made, ISO 8601 UTC")
     latency_ms: float = Field(description="time spent on the request in the server")
 
 
-class BatchItem(Verdict):
+class BatchItem(Verdict):  # type: ignore[misc, valid-type]
     """One file's result in a batch: a verdict, or (status "error") that file's own error."""
 
     index: int = Field(description="the file's position in the request, from 0")

@@ -13,6 +13,7 @@ from tqdm import tqdm
 from skinscan.core.errors import DataError, InvalidImageError
 from skinscan.core.preprocess import prepare_pixels, to_input
 from skinscan.core.quality import measure_quality
+from skinscan.runtime.checks import refusal_reason
 from skinscan.training.duplicates import Duplicates, drop_same_images, find_manifests
 from skinscan.training.records import CLASS_NAMES, Record, SkippedRecords, load_records
 
@@ -76,7 +77,8 @@ def tta_views(batch: np.ndarray) -> list[np.ndarray]:
 def score_records(
     records: Sequence[Record], scorer: Scorer, *, tta: bool = False, skip_bad: bool = False, batch_size: int = 32
 ) -> dict[str, Any]:
-    """Probabilities, rejection flags and thumbnails for records; unreadable images stop it (or are skipped)."""
+    """Probabilities, rejection flags (the engine's refusal rule) and thumbnails for records; unreadable images stop
+    it (or are skipped)."""
     from skinscan.runtime.imaging import load_image
 
     kept: list[Record] = []
@@ -104,8 +106,8 @@ def score_records(
             logits = np.mean([scorer.batch_fn(np.ascontiguousarray(v))[0] for v in tta_views(batch)], axis=0)
         probs.append(scorer.calibrate(logits))
         for px, dist in zip(pixels, ood, strict=True):
-            unfit = scorer.quality.problem(measure_quality(px)) is not None
-            rejected.append(unfit or (scorer.ood_threshold is not None and float(dist) > scorer.ood_threshold))
+            reason = refusal_reason(measure_quality(px), scorer.quality, float(dist), scorer.ood_threshold)
+            rejected.append(reason is not None)
             thumbs.append(px[::3, ::3].copy())
         kept += chunk
     bar.close()

@@ -1,5 +1,5 @@
 """Where the window's verdicts come from: the engine in this process, or a skinscan server over HTTP.
-Both give a `ScanResult` and raise skinscan errors whose messages the window shows as they are."""
+Both give a `Prediction` and raise skinscan errors whose messages the window shows as they are."""
 
 from __future__ import annotations
 
@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from skinscan.core.errors import InvalidImageError, SkinscanError
-from skinscan.gui.state import AppState, ScanResult, model_label
+from skinscan.gui.state import AppState, model_label
 from skinscan.runtime.engine import Engine
 from skinscan.runtime.imaging import load_image
+from skinscan.runtime.result import Prediction
 
 PREVIEW_SIDE = 1024
 
@@ -29,8 +30,9 @@ class Backend(Protocol):
         """Get ready (load the model, or reach the server); returns the model's name. Slow: call off the UI thread."""
         ...
 
-    def predict(self, data: bytes, name: str) -> ScanResult:
-        """Judge one image's bytes. Raises InvalidImageError for a bad image, SkinscanError for anything else."""
+    def predict(self, data: bytes, name: str) -> tuple[Prediction, str | None]:
+        """Judge one image's bytes; returns the result and the "id version" of the model that judged it.
+        Raises InvalidImageError for a bad image, SkinscanError for anything else."""
         ...
 
 
@@ -62,9 +64,11 @@ def describe_error(exc: BaseException) -> str:
 
 @dataclass
 class ScanOutcome:
-    """What one image's scan gives the window: a result or an error, and a preview when the image decodes."""
+    """What one image's scan gives the window: a result (and its model) or an error, and a preview when the image
+    decodes."""
 
-    result: ScanResult | None = None
+    result: Prediction | None = None
+    model: str | None = None
     error: str | None = None
     preview: bytes | None = None
 
@@ -77,7 +81,7 @@ def scan_image(backend: Backend, name: str, path: str | None, data: bytes | None
         return ScanOutcome(error=describe_error(exc))
     outcome = ScanOutcome()
     try:
-        outcome.result = backend.predict(raw, name)
+        outcome.result, outcome.model = backend.predict(raw, name)
     except SkinscanError as exc:
         outcome.error = str(exc)
     # a file that does not decode has no preview; the error above already says what is wrong with it
@@ -105,9 +109,9 @@ class LocalBackend:
     def load(self) -> str:
         return model_label(self._ready_engine().info)
 
-    def predict(self, data: bytes, name: str) -> ScanResult:
+    def predict(self, data: bytes, name: str) -> tuple[Prediction, str | None]:
         engine = self._ready_engine()
-        return ScanResult.from_prediction(engine.predict(data, heatmap=True), model_label(engine.info))
+        return engine.predict(data, heatmap=True), model_label(engine.info)
 
 
 class RemoteBackend:
@@ -126,7 +130,7 @@ class RemoteBackend:
         model = health.get("model")
         return model_label(model) if isinstance(model, dict) else "remote model"
 
-    def predict(self, data: bytes, name: str) -> ScanResult:
+    def predict(self, data: bytes, name: str) -> tuple[Prediction, str | None]:
         boundary = uuid.uuid4().hex
         filename = (name or "image").replace('"', "_")
         body = (
@@ -138,7 +142,12 @@ class RemoteBackend:
             + f"\r\n--{boundary}--\r\n".encode()
         )
         answer = self._request("POST", "/predict?heatmap=true", body, f"multipart/form-data; boundary={boundary}")
-        return ScanResult.from_dict(answer)
+        try:
+            result = Prediction.from_dict(answer)
+        except (ValueError, TypeError) as exc:
+            raise SkinscanError(f"{self.url} did not answer like a skinscan server ({exc})") from None
+        model = answer.get("model")
+        return result, model_label(model) if isinstance(model, dict) else None
 
     def _request(
         self, method: str, path: str, body: bytes | None = None, content_type: str | None = None

@@ -261,7 +261,7 @@ class MainWindow(QMainWindow):
             self.state.model_ready(value)
         elif kind == "scan" and isinstance(value, ScanOutcome):
             if value.result is not None:
-                self.state.finish(ident, value.result, value.preview)
+                self.state.finish(ident, value.result, value.preview, value.model)
             else:
                 self.state.fail(ident, value.error or "unknown error", value.preview)
 

@@ -100,7 +100,7 @@ def paint_report(painter: QPainter, device: QPaintDevice, item: HistoryItem) -> 
     y = float(MARGIN)
     y += _text(painter, QRectF(MARGIN, y, content, 60), "skinscan screening report", _font(44, bold=True))
     stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
-    details = f"{item.source}\n{stamp} · model {result.model or 'unknown'} · skinscan {__version__}"
+    details = f"{item.source}\n{stamp} · model {item.model or 'unknown'} · skinscan {__version__}"
     y += 10 + _text(painter, QRectF(MARGIN, y + 10, content, 80), details, _font(20), "#5c6370")
     y += 30
     # the image and its heatmap side by side

@@ -3,7 +3,6 @@ results, display options; views subscribe to its events and redraw from it."""
 
 from __future__ import annotations
 
-import base64
 import csv
 import os
 from collections import defaultdict
@@ -13,8 +12,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
-from skinscan.runtime.engine import Prediction
-from skinscan.runtime.predict import CSV_FIELDS
+from skinscan.runtime.result import CSV_FIELDS, Prediction
 
 Mode = Literal["local", "remote"]
 THEMES = ("dark", "light")
@@ -31,58 +29,6 @@ class Event(StrEnum):
     NOTICE = "notice"  # a one-off message for the status bar (an export, a refused action)
 
 
-@dataclass
-class ScanResult:
-    """One image's verdict as the window shows it, from the local engine or a remote server alike."""
-
-    status: str  # "ok" or "rejected" (then `reason` says why and there is no verdict)
-    threshold: float
-    probability: float | None = None
-    label: str | None = None
-    severity: int | None = None
-    severity_name: str | None = None
-    description: str | None = None
-    recommendation: str | None = None
-    colour: str | None = None
-    reason: str | None = None
-    overlay_png: bytes | None = field(default=None, repr=False)
-    model: str | None = None  # "id version" of the model that judged it
-
-    @classmethod
-    def from_prediction(cls, prediction: Prediction, model: str | None = None) -> ScanResult:
-        return cls(
-            status=prediction.status, threshold=prediction.threshold, probability=prediction.probability,
-            label=prediction.label, severity=prediction.severity, severity_name=prediction.severity_name,
-            description=prediction.description, recommendation=prediction.recommendation, colour=prediction.colour,
-            reason=prediction.reason, overlay_png=prediction.overlay_png, model=model,
-        )  # fmt: skip
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> ScanResult:
-        """A server's JSON answer (the fields of `Prediction.to_dict`, `heatmap_png` base64, `model` {id, version})."""
-        model = data.get("model")
-        model_name = model_label(model) if isinstance(model, Mapping) else None
-        heatmap = data.get("heatmap_png")
-        probability = data.get("probability")
-        return cls(
-            status=str(data.get("status", "ok")), threshold=float(data.get("threshold") or 0.0),
-            probability=None if probability is None else float(probability), label=data.get("label"),
-            severity=data.get("severity"), severity_name=data.get("severity_name"),
-            description=data.get("description"), recommendation=data.get("recommendation"),
-            colour=data.get("colour"), reason=data.get("reason"),
-            overlay_png=base64.b64decode(heatmap) if heatmap else None, model=model_name,
-        )  # fmt: skip
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
-
-    @property
-    def display_label(self) -> str:
-        """The class name as a heading: "Malignant", "Benign"."""
-        return (self.label or "").capitalize()
-
-
 def model_label(model: Mapping[str, Any]) -> str:
     """A model card (or its {id, version}) as "id version" for the status line and reports."""
     name, version = model.get("id") or model.get("name") or "model", model.get("version")
@@ -91,14 +37,16 @@ def model_label(model: Mapping[str, Any]) -> str:
 
 @dataclass
 class HistoryItem:
-    """One image of this session: where it came from, its preview and, once judged, its result or error."""
+    """One image of this session: where it came from, its preview and, once judged, its result (and the model that
+    judged it) or error."""
 
     id: int
     name: str
     path: str | None = None
     data: bytes | None = field(default=None, repr=False)  # an image with no file (pasted from the clipboard)
     preview: bytes | None = field(default=None, repr=False)  # the image, decoded and shrunk for display (JPEG)
-    result: ScanResult | None = None
+    result: Prediction | None = None
+    model: str | None = None  # "id version" of the model that judged it (a session can switch models and servers)
     error: str | None = None
 
     @property
@@ -125,12 +73,8 @@ class HistoryItem:
             return {**row, "status": "error", "reason": self.error}
         if self.result is None:
             return {**row, "status": "pending"}
-        r = self.result
-        return {
-            **row, "status": r.status, "label": r.label,
-            "probability": None if r.probability is None else round(r.probability, 4), "severity": r.severity,
-            "severity_name": r.severity_name, "threshold": round(r.threshold, 4), "reason": r.reason,
-        }  # fmt: skip
+        # the values `skinscan predict --csv` writes (extra keys are left out by the writer)
+        return {**row, **self.result.to_dict(include_heatmap=False)}
 
 
 def percent(value: float | None) -> str:
@@ -231,19 +175,25 @@ class AppState:
     def current(self) -> HistoryItem | None:
         return None if self.current_id is None else self.item(self.current_id)
 
-    def finish(self, item_id: int, result: ScanResult, preview: bytes | None) -> None:
-        self._settle(item_id, result=result, preview=preview)
+    def finish(self, item_id: int, result: Prediction, preview: bytes | None, model: str | None = None) -> None:
+        self._settle(item_id, result=result, preview=preview, model=model)
 
     def fail(self, item_id: int, message: str, preview: bytes | None = None) -> None:
         self._settle(item_id, error=message, preview=preview)
 
     def _settle(
-        self, item_id: int, *, result: ScanResult | None = None, error: str | None = None, preview: bytes | None = None
+        self,
+        item_id: int,
+        *,
+        result: Prediction | None = None,
+        error: str | None = None,
+        preview: bytes | None = None,
+        model: str | None = None,
     ) -> None:
         item = self.item(item_id)
         if item is None:
             return
-        item.result, item.error, item.preview = result, error, preview
+        item.result, item.error, item.preview, item.model = result, error, preview, model
         item.data = None  # judged: the preview is what is shown from now on
         self.emit(Event.HISTORY)
         if item_id == self.current_id:

@@ -6,35 +6,30 @@ decode (imaging) → prepare pixels (preprocess) → quality check → model (lo
 
 from __future__ import annotations
 
-import base64
 import io
 import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from skinscan import DISCLAIMER
 from skinscan.core.calibration import Calibration
 from skinscan.core.errors import ModelFormatError, ModelNotFoundError, SkinscanError
 from skinscan.core.preprocess import prepare_pixels, square_crop_box, to_input
-from skinscan.core.quality import measure_quality
+from skinscan.core.quality import Quality, measure_quality
 from skinscan.core.severity import DEFAULT_SCALE, SeverityStep, severity_for
 from skinscan.core.spec import METADATA_KEY, ModelSpec
+from skinscan.runtime.checks import refusal_reason
 from skinscan.runtime.imaging import ImageSource, load_image
+from skinscan.runtime.result import HeatmapFn, Prediction
 
 MODEL_ENV = "SKINSCAN_MODEL"
-HeatmapFn = Callable[[], np.ndarray]
-NOT_A_LESION = (
-    "This does not look like a close-up photo of a skin lesion, so it cannot be judged. "
-    "Send a sharp, well-lit dermoscopic or close-up photo with the lesion in the centre."
-)
 
 
 def bundled_model_path() -> Path:
@@ -70,58 +65,6 @@ def default_threads() -> int:
     # Physical cores, capped: beyond 4 threads a model this small gains little, and under concurrent
     # requests ONNX Runtime's default (all logical cores per session run) oversubscribes the CPU.
     return max(1, min(4, os.cpu_count() or 1))
-
-
-@dataclass
-class Prediction:
-    """One image's result. `status` is "ok" or "rejected" (with `reason`, and no verdict)."""
-
-    status: str
-    threshold: float
-    probability: float | None = None
-    label: str | None = None
-    severity: int | None = None
-    severity_name: str | None = None
-    description: str | None = None
-    recommendation: str | None = None
-    colour: str | None = None
-    reason: str | None = None
-    ood_distance: float | None = None
-    quality: dict[str, float] = field(default_factory=dict)
-    image_size: tuple[int, int] = (0, 0)
-    overlay_png: bytes | None = field(default=None, repr=False)
-    heatmap_fn: HeatmapFn | None = field(default=None, repr=False, compare=False)
-    _heatmap: np.ndarray | None = field(default=None, init=False, repr=False, compare=False)  # cache of `heatmap`
-    timing_ms: float = 0.0
-    disclaimer: str = DISCLAIMER
-
-    @property
-    def heatmap(self) -> np.ndarray | None:
-        """float32 HxW in [0, 1] at the input image's size (with heatmap=True), built on first use."""
-        if self.heatmap_fn is None:
-            return None
-        if self._heatmap is None:
-            self._heatmap = self.heatmap_fn()
-        return self._heatmap
-
-    def to_dict(self, *, include_heatmap: bool = True) -> dict[str, Any]:
-        data: dict[str, Any] = {
-            "status": self.status,
-            "probability": None if self.probability is None else round(self.probability, 4),
-            "label": self.label,
-            "severity": self.severity,
-            "severity_name": self.severity_name,
-            "description": self.description,
-            "recommendation": self.recommendation,
-            "colour": self.colour,
-            "threshold": round(self.threshold, 4),
-            "reason": self.reason,
-            "image_size": list(self.image_size),
-            "disclaimer": self.disclaimer,
-        }
-        if include_heatmap and self.overlay_png is not None:
-            data["heatmap_png"] = base64.b64encode(self.overlay_png).decode("ascii")
-        return data
 
 
 _JET = np.array(
@@ -260,6 +203,8 @@ class Engine:
         images: dict[int, Image.Image] = {}
         pixels: dict[int, np.ndarray] = {}
         qualities: dict[int, dict[str, float]] = {}
+        measures: dict[int, Quality] = {}
+        limits = self.spec.quality_limits
         for i, source in enumerate(sources):
             try:
                 images[i] = self.decode(source)
@@ -269,11 +214,12 @@ class Engine:
                 results[i] = exc
                 continue
             pixels[i] = prepare_pixels(images[i], self.spec.preprocess)
-            quality = measure_quality(pixels[i])
-            qualities[i] = asdict(quality)
-            problem = self.spec.quality_limits.problem(quality) if self.check_inputs else None
-            if problem:
-                results[i] = self._rejected(problem, images[i], qualities[i])
+            measures[i] = measure_quality(pixels[i])
+            qualities[i] = asdict(measures[i])
+            # the quality alone first: an unfit image is refused without a model run
+            reason = refusal_reason(measures[i], limits) if self.check_inputs else None
+            if reason is not None:
+                results[i] = self._rejected(reason, images[i], qualities[i])
                 del pixels[i]
         if pixels:
             order = list(pixels)
@@ -281,9 +227,11 @@ class Engine:
             probs = self.calibration.apply(logits)
             for j, i in enumerate(order):
                 dist = float(dists[j])
-                if self.check_inputs and self.spec.ood_threshold is not None and dist > self.spec.ood_threshold:
-                    results[i] = self._rejected(NOT_A_LESION, images[i], qualities[i], dist)
-                    continue
+                if self.check_inputs:
+                    reason = refusal_reason(measures[i], limits, dist, self.spec.ood_threshold)
+                    if reason is not None:
+                        results[i] = self._rejected(reason, images[i], qualities[i], dist)
+                        continue
                 results[i] = self._verdict(float(probs[j]), images[i], cams[j], qualities[i], dist, heatmap)
         elapsed = (time.perf_counter() - start) * 1000
         for r in results:

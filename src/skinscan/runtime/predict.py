@@ -10,10 +10,9 @@ from pathlib import Path
 
 from skinscan import DISCLAIMER
 from skinscan.core.errors import SkinscanError
-from skinscan.runtime.engine import Engine, Prediction
+from skinscan.runtime.engine import Engine
 from skinscan.runtime.imaging import walk_inputs
-
-CSV_FIELDS = ["path", "status", "label", "probability", "severity", "severity_name", "threshold", "reason"]
+from skinscan.runtime.result import CSV_FIELDS, Prediction
 
 
 def format_line(path: Path, result: Prediction) -> str:
