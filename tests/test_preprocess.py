@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 from PIL import Image
 
 from skinscan.core.preprocess import (
     PreprocessSpec,
+    analysed_box,
+    dark_border_box,
     prepare_pixels,
     preprocess,
     shades_of_gray,
@@ -61,3 +65,34 @@ def test_engine_input_equals_training_evaluation_transform(tiny_model_dir) -> No
     engine_input = np.stack([preprocess(im, spec) for im in images])  # what the engine runs
     training_input = eval_tensor(pixels, spec).numpy()  # what training evaluates
     np.testing.assert_allclose(engine_input, training_input, rtol=0, atol=1e-6)
+
+
+def _framed(inner: Image.Image, top: int, bottom: int, left: int, right: int) -> Image.Image:
+    """`inner` inside black bars, as a dermatoscope or a slide scanner frames it."""
+    framed = Image.new("RGB", (inner.width + left + right, inner.height + top + bottom))
+    framed.paste(inner, (left, top))
+    return framed
+
+
+def test_trim_square_cuts_black_bars_and_keeps_the_lesion() -> None:
+    inner = Image.open(io.BytesIO(lesion_bytes(True, seed=4, size=160))).convert("RGB").resize((240, 180))
+    framed = _framed(inner, 30, 20, 60, 40)
+    assert dark_border_box(framed) == pytest.approx((60, 30, 300, 210), abs=3)
+    trimmed = prepare_pixels(framed, PreprocessSpec(64, crop="trim_square")).astype(np.float32)
+    reference = prepare_pixels(inner, PreprocessSpec(64, crop="center_square")).astype(np.float32)
+    assert np.abs(trimmed - reference).mean() < 6  # the same picture as without the bars (to a pixel or two)
+    centred = prepare_pixels(framed, PreprocessSpec(64, crop="center_square")).astype(np.float32)
+    assert np.abs(centred - reference).mean() > 5 * np.abs(trimmed - reference).mean()
+
+
+def test_trim_square_leaves_unframed_circular_and_dark_images_alone() -> None:
+    plain = Image.open(io.BytesIO(lesion_bytes(False, seed=5, size=120))).convert("RGB")
+    assert analysed_box(plain, "trim_square") == analysed_box(plain, "center_square") == square_crop_box(120, 120)
+    yy, xx = np.mgrid[0:200, 0:200]
+    disc = np.where(((yy - 100) ** 2 + (xx - 100) ** 2 < 100**2)[..., None], 170, 0).astype(np.uint8)
+    circle_box = dark_border_box(Image.fromarray(np.repeat(disc, 3, axis=2)))
+    assert circle_box == pytest.approx((0, 0, 200, 200), abs=2)  # the circle is kept whole
+    dim = Image.fromarray(np.full((100, 100, 3), 10, np.uint8))
+    assert dark_border_box(dim) == (0, 0, 100, 100)  # a dark photo is not all border
+    with pytest.raises(ValueError, match="valid: center_square, trim_square, resize"):
+        analysed_box(plain, "diagonal")

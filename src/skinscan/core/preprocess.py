@@ -1,7 +1,7 @@
 """The one preprocessing implementation: RGB image → model input, shared by training, export and the engine.
 
 Two steps, kept apart so training can cache the first and augment between them:
-`prepare_pixels` (square crop, resize, colour constancy → uint8 HxWx3) and `to_input` (→ float32 3xHxW).
+`prepare_pixels` (crop, resize, colour constancy → uint8 HxWx3) and `to_input` (→ float32 3xHxW).
 """
 
 from __future__ import annotations
@@ -26,7 +26,54 @@ class PreprocessSpec:
     mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
     std: tuple[float, float, float] = (1.0, 1.0, 1.0)
     colour_constancy: str | None = "shades_of_gray"
-    crop: str = "center_square"  # "center_square" or "resize" (squash the whole image)
+    crop: str = "center_square"  # one of CROPS
+
+
+# "center_square": the centred square; "trim_square": the same after cutting uniform dark borders away (the
+# black bars and frames of dermatoscopes and scanned slides, which differ by clinic); "resize": the whole image,
+# squashed (the seed project's preprocessing).
+CROPS = ("center_square", "trim_square", "resize")
+_DARK = 40  # grey level under which a pixel counts as border black
+_BORDER_ROW = 0.92  # a row or column this dark all along is border
+_MIN_KEPT = 0.5  # never cut more than half of a side: a dark photo is not a border
+
+
+Box = tuple[int, int, int, int]
+
+
+def dark_border_box(image: Image.Image) -> Box:
+    """The image's box without uniform dark borders (rows and columns nearly all black), on a thumbnail.
+
+    A dermatoscope's circular field leaves its corners black but its middle rows bright, so a circle is kept
+    whole (training's vignette augmentation covers what remains); bars and frames are cut.
+    """
+    width, height = image.size
+    thumb = image.convert("L")
+    thumb.thumbnail((256, 256), Image.Resampling.BILINEAR, reducing_gap=2.0)
+    dark = np.asarray(thumb, dtype=np.uint8) < _DARK
+    rows, cols = dark.mean(axis=1) < _BORDER_ROW, dark.mean(axis=0) < _BORDER_ROW
+    if not rows.any() or not cols.any():
+        return 0, 0, width, height
+    top, bottom = int(np.argmax(rows)), len(rows) - int(np.argmax(rows[::-1]))
+    left, right = int(np.argmax(cols)), len(cols) - int(np.argmax(cols[::-1]))
+    if (bottom - top) < _MIN_KEPT * len(rows) or (right - left) < _MIN_KEPT * len(cols):
+        return 0, 0, width, height
+    sx, sy = width / dark.shape[1], height / dark.shape[0]
+    return round(left * sx), round(top * sy), round(right * sx), round(bottom * sy)
+
+
+def analysed_box(image: Image.Image, crop: str) -> Box:
+    """The part of the image that the model sees, in the image's own pixels."""
+    width, height = image.size
+    if crop == "resize":
+        return 0, 0, width, height
+    if crop == "trim_square":
+        left, top, right, bottom = dark_border_box(image)
+        l2, t2, r2, b2 = square_crop_box(right - left, bottom - top)
+        return left + l2, top + t2, left + r2, top + b2
+    if crop == "center_square":
+        return square_crop_box(width, height)
+    raise ValueError(f"unknown crop {crop!r}; valid: {', '.join(CROPS)}")
 
 
 def square_crop_box(width: int, height: int) -> tuple[int, int, int, int]:
@@ -65,7 +112,7 @@ def prepare_pixels(image: Image.Image, spec: PreprocessSpec) -> np.ndarray:
     if image.mode != "RGB":
         image = image.convert("RGB")
     size = spec.input_size
-    box = square_crop_box(*image.size) if spec.crop == "center_square" else None
+    box = analysed_box(image, spec.crop)
     # reducing_gap makes big images cheap (a box reduce first) with no visible loss at 224 px.
     image = image.resize((size, size), Image.Resampling.BILINEAR, box=box, reducing_gap=2.0)
     pixels = np.asarray(image, dtype=np.uint8)

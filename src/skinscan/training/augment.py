@@ -2,7 +2,8 @@
 
 Geometry: any rotation (lesions have no up), flips, zoom/crop and shift. Colour: brightness, contrast,
 saturation, per-channel gain (a residual colour cast after colour constancy), gamma. Camera: blur and
-resolution loss. All of it works on uint8 NHWC batches as cached by training and returns NCHW floats in [0, 1].
+resolution loss. Dermatoscope: a circular field with black corners, black bars. All of it works on uint8 NHWC
+batches as cached by training and returns NCHW floats in [0, 1]. `AUGMENTATIONS` names the presets.
 """
 
 from __future__ import annotations
@@ -27,6 +28,17 @@ class AugmentConfig:
     gamma: float = 0.2
     blur_p: float = 0.15  # probability of a mild blur
     lowres_p: float = 0.15  # probability of a down-up resampling (a weaker camera)
+    vignette_p: float = 0.0  # probability of a dermatoscope's circular field (black outside a random circle)
+    bars_p: float = 0.0  # probability of black bars on two opposite sides (framing, scanned slides)
+
+
+# "standard": the recipe of models 1.x. "clinic": what varies between clinics, harder: zoom out to a small lesion
+# in a large frame, stronger colour and lighting, more camera loss, dermatoscope circles and black bars.
+AUGMENTATIONS = {
+    "standard": AugmentConfig(),
+    "clinic": AugmentConfig(scale=(0.6, 1.35), shift=0.12, brightness=0.3, contrast=0.3, saturation=0.35,
+                            channel_gain=0.12, gamma=0.25, blur_p=0.25, lowres_p=0.25, vignette_p=0.2, bars_p=0.1),
+}  # fmt: skip
 
 
 def _uniform(n: int, low: float, high: float, gen: torch.Generator, device: torch.device) -> torch.Tensor:
@@ -76,6 +88,22 @@ def augment_batch(pixels: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator
         if pick.any():
             small = F.interpolate(x[pick], scale_factor=0.5, mode="bilinear", antialias=True, align_corners=False)
             x[pick] = F.interpolate(small, size=(h, w), mode="bilinear", align_corners=False)
+    if cfg.vignette_p > 0:
+        pick = (torch.rand(n, generator=gen, device=dev) < cfg.vignette_p).view(n, 1, 1, 1)
+        radius = _uniform(n, 0.85, 1.15, gen, dev).view(n, 1, 1)  # of the half side: corners to half the frame
+        ys = torch.linspace(-1, 1, h, device=dev).view(1, h, 1)
+        xs = torch.linspace(-1, 1, w, device=dev).view(1, 1, w)
+        outside = ((ys**2 + xs**2).sqrt() > radius).unsqueeze(1)
+        x = torch.where(pick & outside, torch.zeros((), device=dev), x)
+    if cfg.bars_p > 0:
+        pick = (torch.rand(n, generator=gen, device=dev) < cfg.bars_p).view(n, 1, 1)
+        depth = (_uniform(n, 0.04, 0.15, gen, dev) * h).view(n, 1, 1)
+        rows = torch.arange(h, device=dev).view(1, h, 1).float()
+        cols = torch.arange(w, device=dev).view(1, 1, w).float()
+        across = (torch.rand(n, generator=gen, device=dev) < 0.5).view(n, 1, 1)
+        along = torch.where(across, rows.expand(n, h, w), cols.expand(n, h, w))
+        bar = (along < depth) | (along >= (h - depth))
+        x = torch.where((pick & bar).unsqueeze(1), torch.zeros((), device=dev), x)
     return x.clamp_(0, 1)
 
 

@@ -18,6 +18,8 @@ class TrainConfig:
     holdout_split: str = "test"  # never trained on, nor any photograph that duplicates it
     duplicates: list[str] = field(default_factory=list)  # extra same_image_as manifests (beside-data ones are found)
     model: str = "efficientnet-lite0"  # a name from `skinscan models`
+    input_size: int = 0  # side of the model's input in pixels; 0 = the network's own (224 for EfficientNet-Lite0)
+    crop: str = "center_square"  # "center_square", or "trim_square" (cut dark borders first); core.preprocess.CROPS
     pretrained: bool = True  # start from ImageNet weights where the model has them
     epochs: int = 12  # upper bound; early stopping usually ends sooner
     batch_size: int = 32
@@ -40,13 +42,16 @@ class TrainConfig:
     target_sensitivity: float = 0.92  # on validation; a margin above the 0.90 we promise on unseen data
     feature_images: int = 3000  # training images used to fit the out-of-distribution Gaussian
     augment: bool = True
+    augmentation: str = "standard"  # a preset of training.augment.AUGMENTATIONS: "standard" or "clinic"
     seed: int = 0
     max_steps: int = 0  # cap on steps per epoch (smoke runs); 0 = the whole epoch
     max_images: int = 0  # random subset of the training pool (quick runs); 0 = all
     time_limit: float = 0.0  # minutes; stop after the epoch that passes it (shared GPU leases); 0 = none
     threads: int = 0  # torch CPU threads; 0 = all cores
     device: str = "auto"  # "auto", "cpu" or "cuda"
-    amp: bool = True  # mixed precision on CUDA
+    amp: bool = True  # mixed precision on CUDA (precision "auto")
+    precision: str = "auto"  # "fp32", "bf16" or "fp16" autocast; "auto": fp16 on CUDA, see PRECISIONS
+    memory_format: str = "auto"  # "channels_last" or "contiguous"; "auto": channels-last (faster on CPU and GPU)
     skip_bad: bool = False  # leave out unreadable images with a warning instead of stopping
     out: str = "runs/efficientnet-lite0"  # checkpoints, history and curves go here
     resume: str = ""  # a last.pt to continue from
@@ -54,7 +59,10 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         # checked here, before any image is decoded, not after the first epoch's minutes of work
-        for name, valid in (("balance", BALANCES), ("monitor", MONITORS), ("schedule", SCHEDULES)):
+        choices = (("balance", BALANCES), ("monitor", MONITORS), ("schedule", SCHEDULES), ("precision", PRECISIONS),
+                   ("memory_format", MEMORY_FORMATS), ("augmentation", ("standard", "clinic")),
+                   ("crop", ("center_square", "trim_square")))  # fmt: skip
+        for name, valid in choices:
             if getattr(self, name) not in valid:
                 raise ConfigError(f"unknown {name} {getattr(self, name)!r}; valid: {', '.join(valid)}")
         if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
@@ -68,6 +76,8 @@ class TrainConfig:
 BALANCES = ("pos_weight", "sampler", "source", "none")
 MONITORS = ("val_auc", "val_auc_sources", "val_loss", "val_accuracy")
 SCHEDULES = ("cosine", "plateau")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+MEMORY_FORMATS = ("auto", "channels_last", "contiguous")
 
 
 def config_from(toml_path: str | Path | None = None, **overrides: Any) -> TrainConfig:

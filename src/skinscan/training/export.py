@@ -205,7 +205,7 @@ def export_model(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     module = ExportModule(model.eval(), ckpt, ood_quantile)
-    raw = to_onnx_bytes(module, model.info.input_size)
+    raw = to_onnx_bytes(module, ckpt.preprocess.input_size)
     proto = onnx.load_from_string(raw)
     spec = build_spec(
         ckpt,

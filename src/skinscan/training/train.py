@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import random
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,8 @@ import torch
 from tqdm import tqdm
 
 from skinscan.core.errors import ConfigError, DataError
-from skinscan.training.augment import AugmentConfig
+from skinscan.core.preprocess import PreprocessSpec
+from skinscan.training.augment import AUGMENTATIONS
 from skinscan.training.checkpoint import Checkpoint, read_checkpoint
 from skinscan.training.config import TrainConfig
 from skinscan.training.dataset import Prepared, checkpoint_split, gather_records, prepare
@@ -55,7 +56,7 @@ def train(cfg: TrainConfig) -> Path:
         The path of the best checkpoint.
     """
     pick_device(cfg.device)  # an unusable device stops the run before the images load, as a bad --init does
-    spec = create_model(cfg.model, pretrained=False).info.preprocess
+    spec = preprocess_for(cfg)
     if cfg.init:
         initial_weights(cfg)
     train_records, val_records, summary = gather_records(cfg)
@@ -71,16 +72,36 @@ def train(cfg: TrainConfig) -> Path:
     return train_prepared(cfg, train_set, val_set, summary)
 
 
+def preprocess_for(cfg: TrainConfig) -> PreprocessSpec:
+    """The network's own preprocessing, at the input size and with the crop the config asks for."""
+    spec = create_model(cfg.model, pretrained=False).info.preprocess
+    return replace(spec, input_size=cfg.input_size or spec.input_size, crop=cfg.crop)
+
+
 def build_network(cfg: TrainConfig, device: torch.device) -> Classifier:
     """The network to train: ImageNet or `cfg.init` weights, first layers frozen, in the device's best layout."""
     model = create_model(cfg.model, pretrained=cfg.pretrained and not cfg.init, dropout=cfg.dropout)
     if cfg.init:
         model.load_state_dict(initial_weights(cfg))
     model.freeze(cfg.freeze_blocks)
-    model = model.to(device)
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    return model
+    return model.to(device).to(memory_format=memory_format_for(cfg))  # type: ignore[call-overload]
+
+
+def memory_format_for(cfg: TrainConfig) -> torch.memory_format:
+    # channels-last lets oneDNN (CPU) and cuDNN (GPU) run depthwise convolutions without layout changes:
+    # benchmarks/bench_train.py measures it on both sides
+    return torch.contiguous_format if cfg.memory_format == "contiguous" else torch.channels_last
+
+
+def autocast_for(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
+    """The reduced precision of the forward pass, or None for fp32."""
+    if cfg.precision == "auto":
+        if device.type == "cuda":
+            return torch.float16 if cfg.amp else None
+        # bf16 saves only 2 % of a channels-last step even with AMX (benchmarks/results/train.md): not worth
+        # its coarser gradients
+        return None
+    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.precision]
 
 
 def build_loss(cfg: TrainConfig, model: Classifier, train_set: Prepared, device: torch.device) -> ScreeningLoss:
@@ -102,9 +123,8 @@ def build_trainer(cfg: TrainConfig, train_set: Prepared, val_set: Prepared, devi
     steps = min(-(-len(train_set.labels) // cfg.batch_size), cfg.max_steps or len(train_set.labels))
     return Trainer(
         cfg, model, loss, optimizer, make_schedule(optimizer, cfg, steps), train_set, val_set, device,
-        ema=make_ema(model, cfg.ema), augment=AugmentConfig() if cfg.augment else None,
-        memory_format=torch.channels_last if device.type == "cuda" else torch.contiguous_format,
-        autocast=torch.float16 if cfg.amp and device.type == "cuda" else None,
+        ema=make_ema(model, cfg.ema), augment=AUGMENTATIONS[cfg.augmentation] if cfg.augment else None,
+        memory_format=memory_format_for(cfg), autocast=autocast_for(cfg, device),
     )  # fmt: skip
 
 
@@ -129,7 +149,7 @@ def train_prepared(cfg: TrainConfig, train_set: Prepared, val_set: Prepared, sum
     checkpoint = Checkpoint(
         model_name=cfg.model,
         model={k: v.cpu().contiguous() for k, v in model.state_dict().items()},
-        preprocess=model.info.preprocess,
+        preprocess=preprocess_for(cfg),
         config=asdict(cfg),
         info=asdict(model.info),
         data=summary,
@@ -158,7 +178,7 @@ def refit(checkpoint: str | Path, out: str | Path, feature_images: int = 0) -> P
     model = ckpt.build_model()
     cfg = ckpt.train_config(feature_images=feature_images)
     train_records, val_records = checkpoint_split(ckpt, cfg)
-    spec = model.info.preprocess
+    spec = ckpt.preprocess
     train_set = prepare(train_records, spec, cfg.skip_bad, "loading training images")
     val_set = prepare(val_records, spec, cfg.skip_bad, "loading validation images")
     refitted = ckpt.with_fit(
