@@ -102,16 +102,45 @@ def test_predict_reports_bad_files_and_exits_nonzero(tiny_model_dir: Path, tmp_p
     assert "not a diagnosis" in result.stderr
 
 
-def test_predict_never_imports_torch(tiny_model_dir: Path, tmp_path: Path) -> None:
+def test_predict_loads_neither_torch_nor_scipy_sklearn_matplotlib(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """`skinscan predict` end to end, then what it imported: the runtime path stays light."""
     image = tmp_path / "x.jpg"
     image.write_bytes(lesion_bytes(False, seed=5))
     code = (
-        "import sys; from skinscan.cli import main; "
-        f"rc = main(['predict', {str(image)!r}, '--model', {str(tiny_model_dir)!r}]); "
-        "assert 'torch' not in sys.modules, 'torch was imported'; sys.exit(rc)"
+        "import sys; from skinscan.cli import main; status = main(['predict', sys.argv[1], '--model', sys.argv[2]]); "
+        "heavy = [m for m in ('torch', 'scipy', 'sklearn', 'matplotlib', 'onnx') if m in sys.modules]; "
+        "print('heavy:', heavy); sys.exit(status or (3 if heavy else 0))"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
+    done = subprocess.run([sys.executable, "-c", code, str(image), str(tiny_model_dir)], capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+    assert done.returncode == 0 and "heavy: []" in done.stdout, done.stdout + done.stderr
+    assert "x.jpg:" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["train", "--schedule", "step"], "unknown schedule 'step'; valid: cosine, plateau"),
+        (["train", "--balance", "sources"], "valid: pos_weight, sampler, source, none"),
+        (["train", "--device", "tpu"], "unknown device 'tpu'"),
+        (["train", "--config", "/nonexistent.toml"], "cannot read training settings"),
+        (["export", "x.pt", "--out", "/tmp/x", "--metrics", "no-equals-sign"], "--metrics takes NAME=PATH"),
+    ],
+)
+def test_bad_settings_are_usage_errors_before_any_work(args: list[str], message: str) -> None:
+    """Exit status 2 and one line, before a single image is decoded (the data here do not even exist)."""
+    pytest.importorskip("torch")
+    result = run_cli(*args, *(["--out", "/nonexistent/run"] if args[0] == "train" else []))
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_gpu_that_is_not_there_is_a_usage_error() -> None:
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU")
+    result = run_cli("train", "--device", "cuda", "--out", "/nonexistent/run")
+    assert result.returncode == 2 and "no CUDA GPU" in result.stderr and "Traceback" not in result.stderr
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,7 @@ from skinscan.runtime.engine import Engine  # noqa: E402
 from skinscan.training.checkpoint import load_checkpoint  # noqa: E402
 from skinscan.training.export import OOD_QUANTILE, ExportModule, ood_thresholds  # noqa: E402
 from skinscan.training.fitting import FeatureGaussian  # noqa: E402
+from synthetic import lesion_bytes  # noqa: E402
 
 
 def test_onnx_outputs_equal_pytorch(tiny_checkpoint: Path, tiny_model_dir: Path) -> None:
@@ -62,5 +63,32 @@ def test_export_without_feature_statistics_still_works(tiny_checkpoint: Path) ->
     # a checkpoint from before the input checks were fitted
     bare = ckpt.with_fit(feature_gaussian=None, texture_gaussian=None, val_ood_distance=[], val_texture_distance=[])
     module = ExportModule(model, bare)
-    logit, _, ood = module(torch.zeros(1, 3, 64, 64))
+    logit, _, ood, *_ = module(torch.zeros(1, 3, 64, 64))
     assert logit.shape == (1,) and ood.shape == (1,)
+
+
+def test_features_and_diagnosis_outputs_equal_pytorch(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    """The pooled features always, and the seven diagnosis probabilities where the checkpoint has the head."""
+    from skinscan.core.diagnosis import DIAGNOSES
+    from skinscan.training.export import export_model
+
+    model, ckpt = load_checkpoint(tiny_checkpoint)
+    head = torch.nn.Linear(32, 7)
+    export_model(model, ckpt.with_fit(diagnosis_head=head.state_dict()), tmp_path)
+    engine = Engine(tmp_path)
+    assert engine.spec.outputs == ("logit", "cam", "ood", "features", "diagnosis")
+    assert engine.spec.diagnoses == DIAGNOSES
+    x = np.random.default_rng(1).normal(size=(3, 3, 64, 64)).astype(np.float32)
+    out = engine.run_outputs(x)
+    with torch.no_grad():
+        pooled = model.pool(model.feature_maps(torch.from_numpy(x)))
+        np.testing.assert_allclose(out["features"], pooled.numpy(), rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(out["diagnosis"], torch.softmax(head(pooled), 1).numpy(), rtol=1e-4, atol=1e-5)
+    result = engine.predict(lesion_bytes(True, seed=2), heatmap=False)
+    codes = [d["code"] for d in result.diagnoses or []]
+    probs = [d["probability"] for d in result.diagnoses or []]
+    assert len(codes) == 3 and set(codes) <= set(DIAGNOSES) and probs == sorted(probs, reverse=True)
+    assert result.to_dict()["diagnoses"][0]["name"]  # in the JSON answer, with a name a person reads
+    from skinscan.runtime.predict import format_line
+
+    assert f"most likely: {result.diagnoses[0]['name']}" in format_line(Path("x.jpg"), result)  # type: ignore[index]

@@ -283,6 +283,19 @@ def test_frozen_layers_keep_weights_and_batch_statistics_in_training_mode() -> N
     assert 0 < trainable < sum(p.numel() for p in model.parameters())
 
 
+def test_frozen_norms_keep_every_batch_statistic_while_weights_learn(
+    sets: tuple[Prepared, Prepared], tmp_path: Path
+) -> None:
+    trainer = _trainer(_cfg(tmp_path, model="efficientnet-lite0", freeze_blocks=0, freeze_bn=True, max_steps=1,
+                            input_size=64), sets)  # fmt: skip
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    trainer.train_epoch()
+    after = trainer.model.state_dict()
+    stats = [k for k in before if k.endswith(("running_mean", "running_var"))]
+    assert stats and all(torch.equal(before[k], after[k]) for k in stats)
+    assert not torch.equal(before["_blocks.5._bn1.weight"], after["_blocks.5._bn1.weight"])  # the affine part learns
+
+
 # --- stopping and schedules --------------------------------------------------------------------------
 
 

@@ -13,7 +13,7 @@ from skinscan.runtime.result import Prediction
 # the answer's keys in order: clients (the web page, the desktop app, scripts) read these
 ANSWER_KEYS = [
     "status", "probability", "label", "severity", "severity_name", "description", "recommendation", "colour",
-    "threshold", "reason", "image_size", "heatmap_png", "disclaimer",
+    "threshold", "reason", "image_size", "heatmap_png", "diagnoses", "disclaimer",
 ]  # fmt: skip
 
 

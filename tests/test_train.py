@@ -197,6 +197,7 @@ def test_source_balance_auxiliary_diagnosis_and_fine_tuning(synthetic_data: Path
     assert last["aux"]["weight"].shape[0] == 7  # the diagnosis head trained beside the network...
     model, ckpt = load_checkpoint(best)  # ...and stays out of the checkpoint that export reads
     assert not any(k.startswith("aux") for k in ckpt.model)
+    assert ckpt.diagnosis_head is not None and ckpt.diagnosis_head["weight"].shape == (7, 32)  # kept beside it
     assert all(0.0 <= row["val_auc_sources"] <= 1.0 for row in ckpt.history)
     # init: a run starts from a checkpoint's weights (lr 0 leaves them as they were)
     tuned = train(_cfg(synthetic_data, tmp_path / "tuned", epochs=1, max_steps=2, lr=0.0, init=str(best)))

@@ -35,7 +35,8 @@ class ModelSpec:
     ood_threshold: float | None = None  # feature distance above which an image is "not a skin lesion"
     quality: dict[str, float] = field(default_factory=lambda: asdict(QualityLimits()))
     cam_size: tuple[int, int] = (7, 7)
-    outputs: tuple[str, ...] = ("logit", "cam", "ood")
+    outputs: tuple[str, ...] = ("logit", "cam", "ood")  # newer models add "features" and "diagnosis"
+    diagnoses: tuple[str, ...] = ()  # the codes of the "diagnosis" output (core.diagnosis.DIAGNOSES), if any
     training_data: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)  # test metrics by dataset name
     created: str = ""
@@ -64,7 +65,7 @@ class ModelSpec:
             raise ModelFormatError(f"unsupported model spec format {data.get('format')!r}; expected {SPEC_FORMAT}")
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
-        for key in ("mean", "std", "class_names", "cam_size", "outputs"):
+        for key in ("mean", "std", "class_names", "cam_size", "outputs", "diagnoses"):
             if key in values:
                 values[key] = tuple(values[key])
         try:

@@ -63,7 +63,7 @@ class Scorer:
 
         @torch.no_grad()
         def run(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            logit, _, ood = module(torch.from_numpy(batch))
+            logit, _, ood, *_ = module(torch.from_numpy(batch))
             return logit.numpy(), ood.numpy()
 
         self.batch_fn = run

@@ -20,8 +20,9 @@ import numpy as np
 from PIL import Image
 
 from skinscan.core.calibration import Calibration
+from skinscan.core.diagnosis import most_likely
 from skinscan.core.errors import ModelFormatError, ModelNotFoundError, SkinscanError
-from skinscan.core.preprocess import prepare_pixels, square_crop_box, to_input
+from skinscan.core.preprocess import Box, analysed_box, prepare_pixels, to_input
 from skinscan.core.quality import Quality, measure_quality
 from skinscan.core.severity import DEFAULT_SCALE, SeverityStep, severity_for
 from skinscan.core.spec import METADATA_KEY, ModelSpec
@@ -145,6 +146,7 @@ class Engine:
         self.max_pixels, self.max_bytes, self.min_side = max_pixels, max_bytes, min_side
         self.scale = scale
         self._input = self.session.get_inputs()[0].name
+        self._outputs = [o.name for o in self.session.get_outputs()]
         # one model run at a time: concurrent runs would each take every thread and fight over the cores,
         # while decoding and preprocessing of other requests still overlap with it
         self._run_lock = threading.Lock()
@@ -167,9 +169,14 @@ class Engine:
 
     def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Raw model outputs for a normalised float32 N x 3 x S x S batch: logits, CAMs, feature distances."""
+        out = self.run_outputs(batch)
+        return out["logit"], out["cam"], out["ood"]
+
+    def run_outputs(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """Every output of the graph by name (newer models add "features" and "diagnosis")."""
         with self._run_lock:
-            logit, cam, ood = self.session.run(None, {self._input: np.ascontiguousarray(batch, dtype=np.float32)})
-        return logit, cam, ood
+            values = self.session.run(None, {self._input: np.ascontiguousarray(batch, dtype=np.float32)})
+        return dict(zip(self._outputs, values, strict=True))
 
     def probabilities(self, batch: np.ndarray) -> np.ndarray:
         """Calibrated probabilities of malignancy for a normalised batch."""
@@ -223,8 +230,9 @@ class Engine:
                 del pixels[i]
         if pixels:
             order = list(pixels)
-            logits, cams, dists = self.run(to_input(np.stack([pixels[i] for i in order]), self.spec.preprocess))
-            probs = self.calibration.apply(logits)
+            outputs = self.run_outputs(to_input(np.stack([pixels[i] for i in order]), self.spec.preprocess))
+            cams, dists, diagnoses = outputs["cam"], outputs["ood"], outputs.get("diagnosis")
+            probs = self.calibration.apply(outputs["logit"])
             for j, i in enumerate(order):
                 dist = float(dists[j])
                 if self.check_inputs:
@@ -233,6 +241,8 @@ class Engine:
                         results[i] = self._rejected(reason, images[i], qualities[i], dist)
                         continue
                 results[i] = self._verdict(float(probs[j]), images[i], cams[j], qualities[i], dist, heatmap)
+                if diagnoses is not None:
+                    results[i].diagnoses = most_likely(diagnoses[j], self.spec.diagnoses)  # type: ignore[union-attr]
         elapsed = (time.perf_counter() - start) * 1000
         for r in results:
             if isinstance(r, Prediction):
@@ -288,20 +298,23 @@ class Engine:
         w, h = original_size(image)
         factor = min(1.0, max_side / max(w, h))
         size = (max(1, round(w * factor)), max(1, round(h * factor)))
-        heat_small = self._place_cam(norm, (w, h), factor)
+        # the analysed region, found on the decoded image (perhaps decoded at reduced scale), in original pixels
+        sx, sy = w / image.width, h / image.height
+        left, top, right, bottom = analysed_box(image, self.spec.crop)
+        box = (round(left * sx), round(top * sy), round(right * sx), round(bottom * sy))
+        heat_small = self._place_cam(norm, (w, h), box, factor)
         base = np.asarray(image.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0), dtype=np.float32)
         alpha = (0.15 + 0.45 * heat_small)[..., None]
         blended = base + (colourise(heat_small) - base) * alpha
         buffer = io.BytesIO()
         Image.fromarray(blended.astype(np.uint8)).save(buffer, format="PNG", compress_level=1)
-        return (lambda: self._place_cam(norm, (w, h), 1.0)), buffer.getvalue()
+        return (lambda: self._place_cam(norm, (w, h), box, 1.0)), buffer.getvalue()
 
-    def _place_cam(self, norm: np.ndarray, size: tuple[int, int], factor: float) -> np.ndarray:
-        """The normalised CAM resized onto the analysed region of an image of `size` scaled by `factor`."""
+    @staticmethod
+    def _place_cam(norm: np.ndarray, size: tuple[int, int], analysed: Box, factor: float) -> np.ndarray:
+        """The normalised CAM resized onto the analysed region of an image of `size`, all scaled by `factor`."""
         w, h = size
-        left, top, right, bottom = (0, 0, w, h)
-        if self.spec.crop == "center_square":
-            left, top, right, bottom = square_crop_box(w, h)
+        left, top, right, bottom = analysed
         out_w, out_h = max(1, round(w * factor)), max(1, round(h * factor))
         box = [round(v * factor) for v in (left, top, right, bottom)]
         region = (max(1, box[2] - box[0]), max(1, box[3] - box[1]))

@@ -18,10 +18,14 @@ from skinscan.runtime.result import CSV_FIELDS, Prediction
 def format_line(path: Path, result: Prediction) -> str:
     if result.status != "ok":
         return f"{path}: rejected: {result.reason}"
-    return (
+    line = (
         f"{path}: {result.label:<9} probability {result.probability:.3f} "
         f"(threshold {result.threshold:.3f})  severity {result.severity}/6 {result.severity_name}"
     )
+    if result.diagnoses:
+        likely = ", ".join(f"{d['name']} {d['probability']:.0%}" for d in result.diagnoses)
+        line += f"  most likely: {likely}"
+    return line
 
 
 def run_predict(args: argparse.Namespace) -> int:

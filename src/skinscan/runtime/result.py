@@ -85,6 +85,12 @@ class Prediction:
         metadata=public("with ?heatmap=true: the overlay as a base64 PNG", key=HEATMAP_KEY, json_type=str | None,
                         encode=lambda png: base64.b64encode(png).decode("ascii"), decode=_from_base64),
     )  # fmt: skip
+    diagnoses: list[dict[str, Any]] | None = field(
+        default=None,
+        metadata=public("where the model has a diagnosis output: the three most likely of seven diagnoses, most "
+                        "likely first ({code, name, probability, malignant}); a screening aid's guess, not a diagnosis",
+                        decode=list),
+    )  # fmt: skip
     disclaimer: str = field(default=DISCLAIMER, metadata=public(required=True))  # every answer carries it
     ood_distance: float | None = None
     quality: dict[str, float] = field(default_factory=dict)

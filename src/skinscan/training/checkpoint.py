@@ -56,6 +56,8 @@ class Checkpoint:
     feature_gaussian: dict[str, Any] | None = None
     texture_gaussian: dict[str, Any] | None = None
     refit: dict[str, Any] | None = None  # set by `skinscan refit`: from where, on how many images
+    # the auxiliary 7-class diagnosis head (weight, bias over core.diagnosis.DIAGNOSES) of the kept epoch
+    diagnosis_head: dict[str, torch.Tensor] | None = None
     format: str = FORMAT
 
     @property

@@ -26,6 +26,8 @@ class TrainConfig:
     lr: float = 1e-3  # AdamW peak learning rate
     weight_decay: float = 1e-4
     dropout: float | None = None  # before the last layer; None keeps the model's own (seed-cnn: 0.5)
+    freeze_bn: bool = False  # every batch norm keeps its statistics: fine-tuning a network whose batch statistics
+    # do not match its weights' (one rebuilt from an export: experiments/onnx_to_checkpoint.py)
     freeze_blocks: int = 3  # stem + first N blocks stay ImageNet (generic, and 2.5x cheaper on CPU); EfficientNet
     balance: str = "pos_weight"  # "pos_weight" (weighted BCE), "sampler" (balanced batches), "source" or "none"
     # "source": balanced within each data source, so a source's look says nothing about the label

@@ -1,5 +1,6 @@
-"""Checkpoint → model.onnx + model.json: one graph with three outputs (logit, class activation map,
-feature distance to the training distribution) and the spec that describes it (training side, torch)."""
+"""Checkpoint → model.onnx + model.json: one graph with its outputs (logit, class activation map, input-check
+distance to the training distribution, the pooled features, and where the checkpoint has the head, the seven
+diagnosis probabilities) and the spec that describes it (training side, torch)."""
 
 from __future__ import annotations
 
@@ -14,11 +15,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from skinscan.core.diagnosis import DIAGNOSES
 from skinscan.core.spec import METADATA_KEY, ModelSpec, write_spec
 from skinscan.training.checkpoint import Checkpoint, load_checkpoint
 from skinscan.training.models import Classifier
 
 OPSET = 17
+OUTPUTS = ("logit", "cam", "ood", "features")  # then "diagnosis" where the checkpoint has the head
 OOD_QUANTILE = 0.999  # of validation distances: refuses about 1 in 1,000 real dermoscopy images per check
 LICENSE_NOTE = {
     "ham10000": "HAM10000 (CC BY-NC-SA 4.0, Tschandl et al. 2018): research and non-commercial use only",
@@ -81,8 +84,16 @@ class ExportModule(nn.Module):
         self.features = GaussianDistance(ckpt.feature_gaussian, dim, thresholds.get("ood"))
         self.texture = GaussianDistance(ckpt.texture_gaussian, texture.shape[1], thresholds.get("texture"))
         self.use_texture = ckpt.texture_gaussian is not None
+        self.diagnosis: nn.Linear | None = None
+        if ckpt.diagnosis_head is not None:
+            self.diagnosis = nn.Linear(dim, len(DIAGNOSES))
+            self.diagnosis.load_state_dict(ckpt.diagnosis_head)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    @property
+    def output_names(self) -> list[str]:
+        return [*OUTPUTS, *(["diagnosis"] if self.diagnosis is not None else [])]
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         maps, texture = self.model.maps_and_texture(x)
         pooled = self.model.pool(maps)
         logit = self.model.logit(pooled).squeeze(1)
@@ -90,10 +101,13 @@ class ExportModule(nn.Module):
         ood = self.features(pooled)
         if self.use_texture:
             ood = torch.maximum(ood, self.texture(texture))
-        return logit, cam, ood
+        # the pooled features too: a clinic fits its own head on them (site adaptation), at no cost here
+        if self.diagnosis is None:
+            return logit, cam, ood, pooled
+        return logit, cam, ood, pooled, torch.softmax(self.diagnosis(pooled), dim=1)
 
 
-def to_onnx_bytes(module: nn.Module, input_size: int) -> bytes:
+def to_onnx_bytes(module: ExportModule, input_size: int) -> bytes:
     import warnings
 
     module.eval()
@@ -109,14 +123,15 @@ def to_onnx_bytes(module: nn.Module, input_size: int) -> bytes:
     return buffer.getvalue()
 
 
-def _export(module: nn.Module, dummy: torch.Tensor, buffer: io.BytesIO) -> None:
+def _export(module: ExportModule, dummy: torch.Tensor, buffer: io.BytesIO) -> None:
+    names = module.output_names
     torch.onnx.export(
         module,
         (dummy,),
         buffer,  # type: ignore[arg-type]
         input_names=["input"],
-        output_names=["logit", "cam", "ood"],
-        dynamic_axes={"input": {0: "batch"}, "logit": {0: "batch"}, "cam": {0: "batch"}, "ood": {0: "batch"}},
+        output_names=names,
+        dynamic_axes={name: {0: "batch"} for name in ["input", *names]},
         opset_version=OPSET,
         dynamo=False,  # the TorchScript exporter gives a plain, fully constant-folded graph for these nets
     )
@@ -181,6 +196,8 @@ def build_spec(
         else "See the licences of the training data",
         intended_use=INTENDED_USE,
         command=command,
+        outputs=(*OUTPUTS, *(["diagnosis"] if ckpt.diagnosis_head is not None else [])),
+        diagnoses=DIAGNOSES if ckpt.diagnosis_head is not None else (),
     )
 
 

@@ -40,6 +40,7 @@ class Classifier(nn.Module):
 
     info: ModelInfo
     frozen: tuple[nn.Module, ...] = ()  # layers that `freeze` fixed: no gradient, batch statistics kept
+    frozen_norms: bool = False  # every batch norm keeps its running statistics (and uses them) in training
 
     def freeze(self, blocks: int) -> None:
         """Fix the first layers (a network without such a notion ignores it)."""
@@ -48,6 +49,10 @@ class Classifier(nn.Module):
         super().train(mode)
         for module in self.frozen:  # frozen layers keep their (ImageNet) batch statistics as well as weights
             module.eval()
+        if self.frozen_norms and mode:
+            for module in self.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.eval()
         return self
 
     def feature_maps(self, x: torch.Tensor) -> torch.Tensor:

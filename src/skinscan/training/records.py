@@ -22,17 +22,17 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from skinscan.core.diagnosis import DIAGNOSES, MALIGNANT
 from skinscan.core.errors import DataError
 from skinscan.runtime.imaging import IMAGE_SUFFIXES
 
 CLASS_NAMES = ("benign", "malignant")
 # HAM10000 diagnosis → binary. akiec (actinic keratosis / Bowen's) is pre-cancerous: "needs a doctor".
-HAM_MALIGNANT = {"mel", "bcc", "akiec"}
-HAM_BENIGN = {"nv", "bkl", "df", "vasc"}
+HAM_MALIGNANT = set(MALIGNANT)
+HAM_BENIGN = set(DIAGNOSES) - HAM_MALIGNANT
 HAM_METADATA = "HAM10000_metadata.csv"
 HAM_SOURCE = "ham10000"
 _ISIC_CLASSES = ("MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC")
-DIAGNOSES = tuple(c.lower() for c in _ISIC_CLASSES)  # the 7 HAM10000 / ISIC 2018 diagnoses
 _LABEL_WORDS = {"benign": 0, "0": 0, "malignant": 1, "1": 1}
 _IMAGE_COLUMNS = ("path", "file", "image")
 # Diagnosis words (lower-cased; the ISIC 2020 `diagnosis` column) → DIAGNOSES, by HAM10000's own grouping:

@@ -84,6 +84,7 @@ def build_network(cfg: TrainConfig, device: torch.device) -> Classifier:
     if cfg.init:
         model.load_state_dict(initial_weights(cfg))
     model.freeze(cfg.freeze_blocks)
+    model.frozen_norms = cfg.freeze_bn
     return model.to(device).to(memory_format=memory_format_for(cfg))  # type: ignore[call-overload]
 
 
@@ -156,6 +157,7 @@ def train_prepared(cfg: TrainConfig, train_set: Prepared, val_set: Prepared, sum
         history=trainer.history,
         best_epoch=trainer.best_epoch,
         train_keys=[r.key for r in train_set.records],
+        diagnosis_head=trainer.best_aux,
     ).with_fit(**finalize(model, cfg, train_set, val_set, device))
     best = checkpoint.save(out / "best.pt")
     (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))

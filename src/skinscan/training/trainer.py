@@ -86,6 +86,7 @@ class Trainer:
         self.best: float | None = None
         self.best_loss = math.inf
         self.best_state: dict[str, Any] | None = None
+        self.best_aux: dict[str, Any] | None = None  # the diagnosis head of the best epoch
         self.stale = 0
         # how often each (source, label) was drawn over the run: the mix the balance setting promises
         self.drawn: Counter[tuple[str, int]] = Counter()
@@ -182,6 +183,8 @@ class Trainer:
             if self.improved(row):
                 self.best, self.best_loss, self.stale = row[cfg.monitor], row["val_loss"], 0
                 self.best_state = {k: v.detach().clone() for k, v in self.scored_model.state_dict().items()}
+                if self.loss.aux is not None:
+                    self.best_aux = {k: v.detach().cpu().clone() for k, v in self.loss.aux.state_dict().items()}
             else:
                 self.stale += 1
             tqdm.write(
@@ -220,6 +223,7 @@ class Trainer:
             "best": self.best,
             "best_loss": self.best_loss,
             "best_state": self.best_state,
+            "best_aux": self.best_aux,
             "stale": self.stale,
             "history": self.history,
             "generator": self.gen.get_state(),
@@ -245,6 +249,7 @@ class Trainer:
             self.loss.aux.load_state_dict(state["aux"])
         self.epoch, self.best, self.best_state = state["epoch"], state["best"], state["best_state"]
         self.best_loss = state.get("best_loss", math.inf)
+        self.best_aux = state.get("best_aux")
         self.stale, self.history = state["stale"], state["history"]
         self.gen.set_state(state["generator"].cpu())  # a generator state is a CPU tensor, whatever the device
         if "torch_rng" in state:
