@@ -89,3 +89,17 @@ def tiny_model_dir(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFacto
     # lesions in (noise and blank images still fall far outside)
     export_checkpoint(tiny_checkpoint, out, ood_margin=1.5)
     return out
+
+
+@pytest.fixture(scope="session")
+def diagnosis_model_dir(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model with a (random) seven-diagnosis head: a model whose answers name the likely diagnoses."""
+    torch = pytest.importorskip("torch")
+    from skinscan.training.checkpoint import load_checkpoint
+    from skinscan.training.export import export_model
+
+    model, ckpt = load_checkpoint(tiny_checkpoint)
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp("diagnosis_model")
+    export_model(model, ckpt.with_fit(diagnosis_head=torch.nn.Linear(32, 7).state_dict()), out, ood_margin=1.5)
+    return out

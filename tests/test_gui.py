@@ -148,6 +148,25 @@ def test_drop_shows_the_result_heatmap_and_scales(open_window: Any, qtbot: Any, 
     qtbot.waitUntil(lambda: view.shown_size().height() > small.height(), timeout=WAIT_MS)
 
 
+def test_the_likely_diagnoses_show_where_the_model_names_them(
+    qtbot: Any, settings: QSettings, images: dict[str, Path], diagnosis_model_dir: Path, open_window: Any
+) -> None:
+    plain = open_window()
+    drop(plain, [images["malignant"]])
+    wait_settled(qtbot, plain)
+    assert plain.result_panel.diagnoses.isHidden()  # the tiny model has no diagnosis output
+    window = MainWindow(AppState(), settings=settings, backend_factory=partial(test_backend, diagnosis_model_dir))
+    qtbot.addWidget(window)
+    window.show()
+    drop(window, [images["malignant"]])
+    wait_settled(qtbot, window)
+    expected = Engine(diagnosis_model_dir, threads=1).predict(images["malignant"])
+    shown = window.result_panel.diagnoses
+    assert not shown.isHidden() and shown.text() == expected.diagnosis_line
+    assert expected.diagnoses and expected.diagnoses[0]["name"] in shown.text() and "not a diagnosis" in shown.text()
+    window.shutdown()
+
+
 def test_folder_and_several_files_and_screenshot(open_window: Any, qtbot: Any, images: dict[str, Path]) -> None:
     window = open_window()
     drop(window, [images["benign"].parent, images["benign"]])  # a folder (two images, a text file) and a file

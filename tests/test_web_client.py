@@ -129,6 +129,30 @@ def test_upload_shows_a_result_card_with_heatmap_toggle(page: Any, engine: Engin
     expect(overlay).to_be_hidden()
 
 
+def test_the_likely_diagnoses_show_where_the_model_names_them(
+    browser: Any, page: Any, diagnosis_model_dir: Path
+) -> None:
+    page.set_input_files("#file-input", payload("plain.jpg", lesion_bytes(True, seed=3, size=160)))
+    expect(card_for(page, "plain.jpg")).to_have_attribute("data-status", "ok")
+    expect(card_for(page, "plain.jpg").locator(".diagnoses")).to_be_hidden()  # no diagnosis output: nothing said
+    engine = Engine(diagnosis_model_dir, threads=1)
+    with live_server(create_app(engine=engine, settings=plain_settings())) as url:
+        context, other, watch = open_page(browser, url)
+        other.set_input_files("#file-input", payload("mole.jpg", lesion_bytes(True, seed=3, size=160)))
+        card = card_for(other, "mole.jpg")
+        expect(card).to_have_attribute("data-status", "ok")
+        expected = engine.predict(lesion_bytes(True, seed=3, size=160))
+        assert expected.diagnoses
+        shown = card.locator(".diagnoses")
+        expect(shown).to_be_visible()
+        expect(shown).to_contain_text("not a diagnosis")
+        expect(shown).to_contain_text(
+            f"{expected.diagnoses[0]['name']} {round(100 * expected.diagnoses[0]['probability'])}%"
+        )
+        watch.check()
+        context.close()
+
+
 def test_several_images_at_once_with_clear_messages(page: Any) -> None:
     files = [
         payload("first.png", lesion_bytes(False, seed=4, fmt="PNG"), "image/png"),

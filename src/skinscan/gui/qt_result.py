@@ -124,6 +124,7 @@ class ResultPanel(QFrame):
         self.severity = _label("severityChip", self, wrap=False)
         self.description = _label("description", self)
         self.recommendation = _label("recommendation", self)
+        self.diagnoses = _label("diagnoses", self)
         self.message = _label("message", self)
         self.disclaimer = _label("disclaimer", self)
         self.disclaimer.setText(DISCLAIMER)
@@ -138,6 +139,7 @@ class ResultPanel(QFrame):
             self.severity,
             self.description,
             self.recommendation,
+            self.diagnoses,
             self.message,
         ):
             layout.addWidget(widget)
@@ -156,6 +158,7 @@ class ResultPanel(QFrame):
             self.severity,
             self.description,
             self.recommendation,
+            self.diagnoses,
         ):
             widget.setVisible(shown)
 
@@ -203,3 +206,5 @@ class ResultPanel(QFrame):
         self.severity.setStyleSheet(f"background-color: {colour}; color: {text_colour_on(colour)};")
         self.description.setText(result.description or "")
         self.recommendation.setText(f"Recommendation: {result.recommendation}" if result.recommendation else "")
+        self.diagnoses.setText(result.diagnosis_line)
+        self.diagnoses.setVisible(bool(result.diagnosis_line))

@@ -103,6 +103,14 @@ class Prediction:
         return self.status == "ok"
 
     @property
+    def diagnosis_line(self) -> str:
+        """The most likely diagnoses in words (empty for a model without the diagnosis output)."""
+        if not self.diagnoses:
+            return ""
+        likely = ", ".join(f"{d['name']} {d['probability']:.0%}" for d in self.diagnoses)
+        return f"Most likely, as the model sees it (not a diagnosis): {likely}"
+
+    @property
     def display_label(self) -> str:
         """The class name as a heading: "Malignant", "Benign"."""
         return (self.label or "").capitalize()

@@ -160,6 +160,10 @@
     part(".threshold-text").style.setProperty("left", percent(Math.min(0.86, Math.max(0.14, result.threshold))));
     part(".description").textContent = result.description;
     part(".recommendation").textContent = result.recommendation;
+    const likely = result.diagnoses || [];
+    part(".diagnoses").hidden = likely.length === 0;
+    part(".diagnoses").textContent = likely.length === 0 ? "" : "Most likely, as the model sees it (not a diagnosis): " +
+      likely.map((d) => `${d.name} ${percent(d.probability)}`).join(", ");
     part(".card-disclaimer").textContent = result.disclaimer;
     const toggle = part(".heatmap-toggle");
     if (result.heatmap_png) {
