@@ -147,7 +147,7 @@ def test_the_likely_diagnoses_show_where_the_model_names_them(
         expect(shown).to_be_visible()
         expect(shown).to_contain_text("not a diagnosis")
         expect(shown).to_contain_text(
-            f"{expected.diagnoses[0]['name']} {round(100 * expected.diagnoses[0]['probability'])}%"
+            f"{expected.diagnoses[0]['name']} {int(100 * expected.diagnoses[0]['probability'] + 0.5)}%"  # Math.round
         )
         watch.check()
         context.close()
