@@ -48,7 +48,8 @@ def folded_weights(path: Path) -> tuple[list[tuple[np.ndarray, np.ndarray]], tup
     graph = onnx.load(str(path)).graph
     inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
     convs = [(inits[n.input[1]], inits[n.input[2]]) for n in graph.node if n.op_type == "Conv"]
-    gemm = next(n for n in graph.node if n.op_type == "Gemm")
+    # the malignancy head is the Gemm with one output (a diagnosis head, where there is one, has seven)
+    gemm = next(n for n in graph.node if n.op_type == "Gemm" and inits[n.input[1]].size == 1280)
     return convs, (inits[gemm.input[1]], inits[gemm.input[2]])
 
 
