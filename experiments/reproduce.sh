@@ -1,45 +1,46 @@
 #!/usr/bin/env bash
-# Every number in models/README.md, from scratch, on a 2-core CPU (hours; a CUDA GPU makes it minutes).
-# Run from the repository root after `make install`. Data: ../shared/data (see its README).
+# Every number in models/README.md, from scratch, on a 2-core CPU (a few hours). Run from the repository root
+# after `make install`, in a git checkout (step 1 reads 1.2.0 from history). Data: ../shared/data (its README).
 set -euo pipefail
 D=../shared/data
 S=.venv/bin/skinscan
+ALL="$D/ham10000 $D/isic-mvb $D/isic2017 $D/isic2020"
+TESTS="isic2018_test:ham10000 kaggle_test:isic-mvb isic2017_test:isic2017 isic2020_test:isic2020"
 
-# 1. The bundled model: HAM10000 train + Kaggle train, minus any photograph that is (a copy of) a test image.
-#    It was trained on a GPU lease from a WebP pack of the same preprocessed images (experiments/gpu/), then
-#    refitted here on the original images; on a machine that sees the data, train directly:
-$S train --config experiments/bundled.toml --out runs/bundled
-$S refit runs/bundled/best.pt --out runs/bundled/refit.pt   # a no-op in effect when trained from the originals
-#    That was model 1.1.0. Model 1.2.0 fine-tunes it here on the CPU (4 epochs, about 30 minutes) with batches
-#    balanced within each source and an auxiliary diagnosis loss; the best epoch by the mean AUC within each
-#    validation source. Refit applies the current threshold rule to a checkpoint trained before it.
-$S train --config experiments/finetune.toml --init runs/bundled/refit.pt --out runs/ft
-$S refit runs/ft/best.pt --out runs/ft/refit.pt
-$S export runs/ft/refit.pt --out runs/ft/export
-$S evaluate $D/ham10000 --split test --model runs/ft/export --out reports/bundled-isic2018
-$S evaluate $D/isic-mvb --split test --model runs/ft/export --out reports/bundled-kaggle
+# 1. The starting point: model 1.2.0 (HAM10000 + Kaggle, trained on a GPU lease, then fine-tuned on the CPU; its
+#    recipe is in git history: experiments/bundled.toml and finetune.toml at commit 3e16fca), rebuilt from its
+#    export as a checkpoint, and its scores on the four test sets.
+mkdir -p runs/v1.2.0
+git show 3e16fca:models/model.onnx > runs/v1.2.0/model.onnx
+git show 3e16fca:models/model.json > runs/v1.2.0/model.json
+.venv/bin/python experiments/onnx_to_checkpoint.py runs/v1.2.0 --data $D/ham10000 --out runs/v1.2.0.pt
+for t in $TESTS; do $S evaluate "$D/${t#*:}" --split test --model runs/v1.2.0 --out "reports/v1.2.0-${t%%:*}"; done
 
-# 2. The seed's network trained the same way: the baseline (16 epochs, about 75 minutes here).
+# 2. Leave-one-source-out, the cheap version that chose the recipe (about 12 minutes per recipe here).
+.venv/bin/python experiments/loso.py --config experiments/loso-cheap.toml --name standard --record
+.venv/bin/python experiments/loso.py --config experiments/loso-cheap.toml --name clinic --set augmentation='"clinic"' \
+  --set crop='"trim_square"' --only ham10000 isic2017 isic2020 --record
+
+# 3. Model 2.0: 1.2.0 fine-tuned on all four collections (every test split and its copies held out), 3 epochs.
+$S train --config experiments/bundled-2.toml --out runs/v2
+$S export runs/v2/best.pt --version 2.0.0 --out runs/v2/export
+METRICS=""
+for t in $TESTS; do
+  $S evaluate "$D/${t#*:}" --split test --model runs/v2/export --out "reports/v2-${t%%:*}"
+  METRICS="$METRICS --metrics ${t%%:*}=reports/v2-${t%%:*}/metrics.json"
+done
+
+# 4. Ship: export with the test metrics in the model card; then the 8-bit copy, refitted on the same
+#    validation images, evaluated, and re-made with its own metrics attached (the same graph, bit for bit).
+$S export runs/v2/best.pt --version 2.0.0 --out models $METRICS
+$S quantize models --checkpoint runs/v2/best.pt --out models/int8
+INT8=""
+for t in $TESTS; do
+  $S evaluate "$D/${t#*:}" --split test --model models/int8 --out "reports/int8-${t%%:*}"
+  INT8="$INT8 --metrics ${t%%:*}=reports/int8-${t%%:*}/metrics.json"
+done
+$S quantize models --checkpoint runs/v2/best.pt --out models/int8 $INT8
+
+# 5. The seed's network trained the same way, the baseline (16 epochs on HAM10000 + Kaggle, about 75 minutes).
 $S train --config experiments/seed.toml --out runs/seed-long
-$S evaluate $D/ham10000 --split test --model runs/seed-long/best.pt --out reports/seed-isic2018
-$S evaluate $D/isic-mvb --split test --model runs/seed-long/best.pt --out reports/seed-kaggle
-
-# 3. Cross-source: train on one collection, test on the other's test images that are not copies of training ones.
-$S train $D/ham10000 --holdout $D/isic-mvb --epochs 3 --out runs/ham-only
-$S evaluate $D/isic-mvb --split test --model runs/ham-only/best.pt --exclude-same-as $D/ham10000 \
-  --exclude-split train --out reports/ham-only-on-kaggle
-# (the Kaggle set is ISIC-archive images, 1,588 of them HAM10000 photographs: all HAM10000 copies are left out)
-$S train $D/isic-mvb --holdout $D/ham10000 --holdout-split "" --epochs 5 --out runs/kaggle-only
-$S evaluate $D/ham10000 --split test --model runs/kaggle-only/best.pt --out reports/kaggle-only-on-isic2018
-
-# 4. Ship: export with the test metrics in the model card.
-$S export runs/ft/refit.pt --out models --version 1.2.0 \
-  --metrics isic2018_test=reports/bundled-isic2018/metrics.json --metrics kaggle_test=reports/bundled-kaggle/metrics.json
-
-# 5. The 8-bit variant (models/int8): quantised from the float model, refitted on the same validation images,
-#    then evaluated on the same test sets and re-made with its own metrics attached (the same graph, bit for bit).
-$S quantize models --checkpoint runs/ft/refit.pt --out models/int8
-$S evaluate $D/ham10000 --split test --model models/int8 --out reports/int8-isic2018
-$S evaluate $D/isic-mvb --split test --model models/int8 --out reports/int8-kaggle
-$S quantize models --checkpoint runs/ft/refit.pt --out models/int8 \
-  --metrics isic2018_test=reports/int8-isic2018/metrics.json --metrics kaggle_test=reports/int8-kaggle/metrics.json
+for t in $TESTS; do $S evaluate "$D/${t#*:}" --split test --model runs/seed-long/best.pt --out "reports/seed-${t%%:*}"; done

@@ -21,6 +21,7 @@ from PIL import Image
 from skinscan.training.config import config_from
 from skinscan.training.dataset import gather_records, prepare
 from skinscan.training.models import create_model
+from skinscan.training.train import preprocess_for
 
 
 def main() -> None:
@@ -33,7 +34,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     cfg = config_from(args.config)
     model = create_model(cfg.model, pretrained=True)
-    spec = model.info.preprocess
+    spec = preprocess_for(cfg)  # the config's input size and crop, as `skinscan train` caches them
     train_records, val_records, summary = gather_records(cfg)
     blobs: list[bytes] = []
     keys, labels, is_val, diagnoses = [], [], [], []
