@@ -26,6 +26,8 @@ OOD_QUANTILE = 0.999  # of validation distances: refuses about 1 in 1,000 real d
 LICENSE_NOTE = {
     "ham10000": "HAM10000 (CC BY-NC-SA 4.0, Tschandl et al. 2018): research and non-commercial use only",
     "isic-mvb": "Kaggle 'Skin Cancer: Malignant vs. Benign' (ISIC archive images, CC BY-NC / CC0 mix)",
+    "isic2017": "ISIC 2017 challenge (ISIC archive images, CC BY-NC 4.0, some CC-0; Codella et al. 2018)",
+    "isic2020": "SIIM-ISIC 2020 challenge subset (CC BY-NC 4.0; Rotemberg et al. 2021)",
 }
 INTENDED_USE = (
     "A screening aid that flags dermoscopic images of skin lesions for a doctor's attention. "
