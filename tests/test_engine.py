@@ -129,3 +129,27 @@ def test_large_jpeg_is_decoded_small_but_reported_at_full_size(tiny_model_dir: P
     p = engine.predict(buffer.getvalue(), heatmap=True)
     assert p.image_size == (1600, 1200)
     assert p.heatmap is not None and p.heatmap.shape == (1200, 1600)
+
+
+def test_a_trim_square_model_places_its_heatmap_on_the_trimmed_region(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """Black bars cut away before the centre square: the heatmap covers the photo between them, not the bars,
+    also for a large JPEG decoded at reduced scale."""
+    import json
+    import shutil
+
+    trimmed = tmp_path / "trimmed"
+    shutil.copytree(tiny_model_dir, trimmed)
+    spec = json.loads((trimmed / "model.json").read_text())
+    (trimmed / "model.json").write_text(json.dumps({**spec, "crop": "trim_square"}))
+    engine = Engine(trimmed, check_inputs=False)
+    inner = Image.open(io.BytesIO(lesion_bytes(True, seed=9, size=160))).convert("RGB").resize((2400, 1800))
+    framed = Image.new("RGB", (2400, 2600))  # bars of 400 px above and below, then the 4:3 photo
+    framed.paste(inner, (0, 400))
+    data = io.BytesIO()
+    framed.save(data, "JPEG", quality=90)
+    result = engine.predict(data.getvalue(), heatmap=True)
+    heat = result.heatmap
+    assert heat is not None and heat.shape == (2600, 2400) and result.image_size == (2400, 2600)
+    assert heat[:390].max() == 0 and heat[2210:].max() == 0  # nothing on the bars
+    assert heat[420:2180, 320:2080].min() >= 0 and heat[420:2180, 320:2080].max() > 0  # the analysed square
+    assert heat[1000, :280].max() == 0 and heat[1000, 2120:].max() == 0  # left and right of the square

@@ -63,3 +63,14 @@ def test_reading_an_answer_with_missing_or_null_optional_keys() -> None:
 def test_display_helpers() -> None:
     assert verdict().ok and verdict().display_label == "Malignant"
     assert not verdict(status="rejected").ok and verdict(label=None).display_label == ""
+
+
+def test_most_likely_diagnoses_and_their_line() -> None:
+    from skinscan.core.diagnosis import DIAGNOSES, most_likely
+
+    likely = most_likely([0.05, 0.6, 0.02, 0.03, 0.25, 0.04, 0.01])
+    assert [d["code"] for d in likely] == ["nv", "bkl", "mel"] and likely[0]["probability"] == 0.6
+    assert likely[2]["malignant"] and not likely[0]["malignant"] and len(DIAGNOSES) == 7
+    line = verdict(diagnoses=likely).diagnosis_line
+    assert line.startswith("Most likely") and "not a diagnosis" in line and "naevus (mole) 60%" in line
+    assert verdict().diagnosis_line == ""  # a model without the output says nothing about diagnoses
