@@ -8,6 +8,8 @@ training images (the batch statistics that training mode will see), and its affi
 
     BN(y) = (y - mean) / sqrt(var + eps) * sqrt(var + eps) + (mean + b') = y + b'
 
+(in training mode the batch's own mean and variance stand in for the measured ones, so it is y + b' nearly).
+
 The result is checked against ONNX Runtime on real images before it is written.
 
     python experiments/onnx_to_checkpoint.py models --data ../shared/data/ham10000 --out runs/v1.2.0.pt
@@ -88,7 +90,9 @@ def rebuild(path: Path, calibration: torch.Tensor) -> EfficientNetLite0:
             first, second = torch.stack(sums[i]).mean(dim=0)
             var = (second - first * first).clamp(min=1e-6)
             bn.running_mean.copy_(first.float())
-            bn.running_var.copy_((var - bn.eps).clamp(min=1e-6).float())
+            bn.running_var.copy_(var.float())
+            # sqrt(var + eps) undoes the division in eval mode exactly, and in training mode, where the batch's
+            # own variance stands in for var, nearly
             bn.weight.copy_(torch.sqrt(bn.running_var + bn.eps))
             bn.bias.add_(bn.running_mean)
     return model

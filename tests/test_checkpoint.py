@@ -46,10 +46,11 @@ def test_a_format_1_file_written_by_the_old_trainer_loads(tiny_checkpoint: Path,
     raw = torch.load(tiny_checkpoint, weights_only=False)
     old = {k: v for k, v in raw.items() if k in FORMAT_1_KEYS}  # no keys added since
     old["preprocess"] = {k: list(v) if isinstance(v, tuple) else v for k, v in old["preprocess"].items()}
-    old["some_future_key"] = 1  # a key this version does not know is ignored
+    old["soup"] = {"kept": ["a", "b"]}  # a key this version does not know: kept, and written back
     torch.save(old, tmp_path / "old.pt")
     model, ckpt = load_checkpoint(tmp_path / "old.pt")
     assert ckpt.preprocess.mean == tuple(raw["preprocess"]["mean"]) and ckpt.refit is None
+    assert read_checkpoint(ckpt.save(tmp_path / "again.pt")).extra == {"soup": {"kept": ["a", "b"]}}
     assert model(torch.zeros(1, 3, 64, 64)).shape == (1,)
 
 

@@ -296,6 +296,18 @@ def test_frozen_norms_keep_every_batch_statistic_while_weights_learn(
     assert not torch.equal(before["_blocks.5._bn1.weight"], after["_blocks.5._bn1.weight"])  # the affine part learns
 
 
+def test_building_the_objective_leaves_the_network_as_it_was(sets: tuple[Prepared, Prepared]) -> None:
+    """The diagnosis head's width is probed with a forward pass, which must not touch batch statistics."""
+    from skinscan.training.train import build_loss, build_network
+
+    cfg = TrainConfig(model="efficientnet-lite0", pretrained=False, freeze_blocks=0, aux_weight=0.3, input_size=64)
+    model = build_network(cfg, CPU)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    loss = build_loss(cfg, model, sets[0], CPU)
+    assert loss.aux is not None and loss.aux.in_features == 1280 and model.training
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
 # --- stopping and schedules --------------------------------------------------------------------------
 
 

@@ -281,6 +281,13 @@ def test_dedupe_keeps_reshots_of_one_lesion_and_drops_copies_elsewhere() -> None
     assert [r.key for r in dedupe(records, dup)] == ["ham10000:ISIC_1", "ham10000:ISIC_2"]
 
 
+def test_dedupe_drops_copies_within_a_patient() -> None:
+    dup = Duplicates()
+    dup.add("isic2020:images/a.jpg", "isic2020:images/b.jpg")  # the challenge's own list: one photograph twice
+    records = [_rec("isic2020:images/a.jpg", 0, "patient:P1"), _rec("isic2020:images/b.jpg", 0, "patient:P1")]
+    assert [r.key for r in dedupe(records, dup)] == ["isic2020:images/a.jpg"]  # a patient is not a lesion
+
+
 def test_duplicates_keyed_by_image_id(ham_dir: Path) -> None:
     (ham_dir / "same_image_as.csv").write_text("image_id,same_image_as\nISIC_0000001,isic2017:images/ISIC_1.jpg\n")
     dup = Duplicates.from_files(find_manifests([ham_dir]))

@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from skinscan.core.calibration import Calibration
-from skinscan.core.diagnosis import most_likely
+from skinscan.core.diagnosis import DIAGNOSES, most_likely
 from skinscan.core.errors import ModelFormatError, ModelNotFoundError, SkinscanError
 from skinscan.core.preprocess import Box, analysed_box, prepare_pixels, to_input
 from skinscan.core.quality import Quality, measure_quality
@@ -242,7 +242,8 @@ class Engine:
                         continue
                 results[i] = self._verdict(float(probs[j]), images[i], cams[j], qualities[i], dist, heatmap)
                 if diagnoses is not None:
-                    results[i].diagnoses = most_likely(diagnoses[j], self.spec.diagnoses)  # type: ignore[union-attr]
+                    codes = self.spec.diagnoses or DIAGNOSES  # a spec written by hand may leave them out
+                    results[i].diagnoses = most_likely(diagnoses[j], codes)  # type: ignore[union-attr]
         elapsed = (time.perf_counter() - start) * 1000
         for r in results:
             if isinstance(r, Prediction):

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from skinscan.training.config import AUGMENTATION_NAMES
+
 
 @dataclass(frozen=True)
 class AugmentConfig:
@@ -39,6 +41,7 @@ AUGMENTATIONS = {
     "clinic": AugmentConfig(scale=(0.6, 1.35), shift=0.12, brightness=0.3, contrast=0.3, saturation=0.35,
                             channel_gain=0.12, gamma=0.25, blur_p=0.25, lowres_p=0.25, vignette_p=0.2, bars_p=0.1),
 }  # fmt: skip
+assert tuple(AUGMENTATIONS) == AUGMENTATION_NAMES  # the config checks names without importing torch
 
 
 def _uniform(n: int, low: float, high: float, gen: torch.Generator, device: torch.device) -> torch.Tensor:

@@ -59,6 +59,7 @@ class Checkpoint:
     # the auxiliary 7-class diagnosis head (weight, bias over core.diagnosis.DIAGNOSES) of the kept epoch
     diagnosis_head: dict[str, torch.Tensor] | None = None
     format: str = FORMAT
+    extra: dict[str, Any] = field(default_factory=dict)  # keys this version does not know (a soup's), kept as they are
 
     @property
     def calibration(self) -> Calibration:
@@ -90,9 +91,9 @@ class Checkpoint:
         return replace(self, **fitted)
 
     def to_dict(self) -> dict[str, Any]:
-        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
         data["preprocess"] = asdict(self.preprocess)
-        return data
+        return {**self.extra, **data}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "checkpoint") -> Checkpoint:
@@ -104,8 +105,9 @@ class Checkpoint:
                 )
             raise ModelFormatError(f"{source} is not a skinscan checkpoint (format {data.get('format')!r}; "
                                    f"this version reads {FORMAT})")  # fmt: skip
-        known = {f.name for f in fields(cls)}
+        known = {f.name for f in fields(cls)} - {"extra"}
         values = {k: v for k, v in data.items() if k in known}
+        values["extra"] = {k: v for k, v in data.items() if k not in known}
         try:
             pre = dict(values["preprocess"])
             for key in ("mean", "std"):

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from skinscan.core.errors import ConfigError
+from skinscan.core.preprocess import CROPS
 
 
 @dataclass
@@ -19,7 +20,7 @@ class TrainConfig:
     duplicates: list[str] = field(default_factory=list)  # extra same_image_as manifests (beside-data ones are found)
     model: str = "efficientnet-lite0"  # a name from `skinscan models`
     input_size: int = 0  # side of the model's input in pixels; 0 = the network's own (224 for EfficientNet-Lite0)
-    crop: str = "center_square"  # "center_square", or "trim_square" (cut dark borders first); core.preprocess.CROPS
+    crop: str = "center_square"  # "trim_square" cuts dark borders first; "resize" squashes; core.preprocess.CROPS
     pretrained: bool = True  # start from ImageNet weights where the model has them
     epochs: int = 12  # upper bound; early stopping usually ends sooner
     batch_size: int = 32
@@ -62,8 +63,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         # checked here, before any image is decoded, not after the first epoch's minutes of work
         choices = (("balance", BALANCES), ("monitor", MONITORS), ("schedule", SCHEDULES), ("precision", PRECISIONS),
-                   ("memory_format", MEMORY_FORMATS), ("augmentation", ("standard", "clinic")),
-                   ("crop", ("center_square", "trim_square")))  # fmt: skip
+                   ("memory_format", MEMORY_FORMATS), ("augmentation", AUGMENTATION_NAMES),
+                   ("crop", CROPS))  # fmt: skip
         for name, valid in choices:
             if getattr(self, name) not in valid:
                 raise ConfigError(f"unknown {name} {getattr(self, name)!r}; valid: {', '.join(valid)}")
@@ -78,6 +79,7 @@ class TrainConfig:
 BALANCES = ("pos_weight", "sampler", "source", "none")
 MONITORS = ("val_auc", "val_auc_sources", "val_loss", "val_accuracy")
 SCHEDULES = ("cosine", "plateau")
+AUGMENTATION_NAMES = ("standard", "clinic")  # the presets of training.augment.AUGMENTATIONS (which needs torch)
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 MEMORY_FORMATS = ("auto", "channels_last", "contiguous")
 

@@ -9,7 +9,16 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from skinscan.core.errors import ConfigError, DataError
-from skinscan.training.records import HAM_SOURCE, MANIFEST_NAMES, Record, csv_columns, ham_csvs, read_csv
+from skinscan.training.records import (
+    HAM_SOURCE,
+    IMAGE_COLUMNS,
+    MANIFEST_NAMES,
+    Record,
+    csv_columns,
+    ham_csvs,
+    read_csv,
+    source_of,
+)
 
 
 class Duplicates:
@@ -42,7 +51,7 @@ class Duplicates:
         the official HAM10000 files that is "ham10000:<image_id>" whatever the folder is called.
         """
         columns, rows = read_csv(manifest)
-        id_col = next((c for c in ("path", "image_id") if c in columns), None)
+        id_col = next((c for c in (*IMAGE_COLUMNS, "image_id") if c in columns), None)
         if "same_image_as" not in columns or id_col is None:
             raise DataError(f"{manifest}: a duplicates list needs a same_image_as column and a path or image_id column")
         folder = manifest.absolute().parent
@@ -81,15 +90,21 @@ def dedupe(records: Sequence[Record], dup: Duplicates) -> list[Record]:
     Re-shots of one lesion (the same group: HAM10000 lists many as the same photograph) are all kept: they
     are different photographs, and the split keeps a group on one side anyway.
     """
-    seen: dict[str, str] = {}  # key of a kept record or of its copies → the kept record's group
+    seen: dict[str, str] = {}  # key of a kept record or of its copies → what may share it (see _reshot_group)
     kept = []
     for r in records:
-        if r.key in seen and seen[r.key] != r.group:
+        if r.key in seen and (seen[r.key] != _reshot_group(r) or not seen[r.key]):
             continue
         kept.append(r)
         for key in (r.key, *dup.of(r.key)):
-            seen.setdefault(key, r.group)
+            seen.setdefault(key, _reshot_group(r))
     return kept
+
+
+def _reshot_group(record: Record) -> str:
+    """The lesion of one collection whose photographs are all kept ("" where the record has none: a patient
+    group is not a lesion, and another collection's copy of a lesion is a copy)."""
+    return f"{source_of(record)}|{record.group}" if record.group.startswith("lesion:") else ""
 
 
 def split_records(

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from skinscan.training.records import DIAGNOSES
+from skinscan.core.diagnosis import DIAGNOSES
 
 
 class ScreeningLoss(nn.Module):

@@ -110,9 +110,10 @@ def quantize_model(
         proto = onnx.load(str(quantised))
     session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
     batches = [to_input(val.pixels[i : i + 64], pre) for i in range(0, len(val.pixels), 64)]
-    outputs = [session.run(None, {"input": batch}) for batch in batches]
-    logits = np.concatenate([o[0] for o in outputs])
-    ood = np.concatenate([o[2] for o in outputs])
+    names = [o.name for o in session.get_outputs()]
+    outputs = [dict(zip(names, session.run(None, {"input": batch}), strict=True)) for batch in batches]
+    logits = np.concatenate([o["logit"] for o in outputs])
+    ood = np.concatenate([o["ood"] for o in outputs])
     fitted = fit_calibration(logits, val.labels)
     threshold = choose_threshold(fitted.apply(logits), val.labels, spec.target_sensitivity, val.sources)
     # the float graph's score is scaled so that its threshold is the export margin; keep that margin

@@ -34,7 +34,7 @@ HAM_METADATA = "HAM10000_metadata.csv"
 HAM_SOURCE = "ham10000"
 _ISIC_CLASSES = ("MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC")
 _LABEL_WORDS = {"benign": 0, "0": 0, "malignant": 1, "1": 1}
-_IMAGE_COLUMNS = ("path", "file", "image")
+IMAGE_COLUMNS = ("path", "file", "image")
 # Diagnosis words (lower-cased; the ISIC 2020 `diagnosis` column) → DIAGNOSES, by HAM10000's own grouping:
 # its bkl holds seborrheic keratoses, solar lentigines and lichenoid keratoses. "" = no diagnosis.
 DX_ALIASES = {
@@ -110,7 +110,7 @@ def csv_columns(path: Path) -> list[str]:
 
 
 def _is_labels_csv(columns: Sequence[str]) -> bool:
-    return "label" in columns and any(c in columns for c in _IMAGE_COLUMNS)
+    return "label" in columns and any(c in columns for c in IMAGE_COLUMNS)
 
 
 def _image_index(root: Path) -> dict[str, Path]:
@@ -227,7 +227,7 @@ def _check_split(csv_path: Path, columns: Sequence[str], rows: list[dict[str, st
 
 def _load_generic_csv(csv_path: Path, split: str | None, skip_bad: bool, skipped: list[str]) -> list[Record]:
     columns, rows = read_csv(csv_path)
-    image_col = next((c for c in _IMAGE_COLUMNS if c in columns), None)
+    image_col = next((c for c in IMAGE_COLUMNS if c in columns), None)
     if image_col is None or "label" not in columns:
         raise DataError(f"{csv_path}: a CSV needs an image column (path, file or image) and a label column")
     _check_split(csv_path, columns, rows, split)

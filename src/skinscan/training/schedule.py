@@ -18,10 +18,6 @@ class Schedule:
     def __init__(self, scheduler: torch.optim.lr_scheduler.LRScheduler | torch.optim.lr_scheduler.ReduceLROnPlateau):
         self.scheduler = scheduler
 
-    @property
-    def per_step(self) -> bool:
-        return not isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
-
     def after_step(self) -> None:
         if not isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
             self.scheduler.step()

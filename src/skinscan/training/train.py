@@ -109,9 +109,14 @@ def build_loss(cfg: TrainConfig, model: Classifier, train_set: Prepared, device:
     """BCE, class-weighted for "pos_weight" balance, plus the diagnosis loss when cfg.aux_weight > 0."""
     n_pos = int(train_set.labels.sum())
     pos_weight = (len(train_set.labels) - n_pos) / max(n_pos, 1) if cfg.balance == "pos_weight" else 1.0
-    size = model.info.input_size
-    with torch.no_grad():
-        width = model.pool(model.feature_maps(torch.zeros(1, 3, size, size, device=device))).shape[1]
+    width = 0
+    if cfg.aux_weight > 0:
+        # in eval mode: a probe in training mode would move every batch norm's statistics toward a black image
+        was_training, size = model.training, model.info.input_size
+        model.eval()
+        with torch.no_grad():
+            width = model.pool(model.feature_maps(torch.zeros(1, 3, size, size, device=device))).shape[1]
+        model.train(was_training)
     return ScreeningLoss(pos_weight, cfg.aux_weight, width).to(device)
 
 

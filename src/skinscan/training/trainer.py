@@ -227,7 +227,8 @@ class Trainer:
             "stale": self.stale,
             "history": self.history,
             "generator": self.gen.get_state(),
-            "torch_rng": torch.get_rng_state(),  # dropout and drop-path draw from it
+            "torch_rng": torch.get_rng_state(),  # dropout and drop-path draw from it (or, on a GPU, from CUDA's)
+            "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None,
             "drawn": dict(self.drawn),
             "config": asdict(self.cfg),
         }
@@ -254,4 +255,6 @@ class Trainer:
         self.gen.set_state(state["generator"].cpu())  # a generator state is a CPU tensor, whatever the device
         if "torch_rng" in state:
             torch.set_rng_state(state["torch_rng"].cpu())
+        if state.get("cuda_rng") is not None and self.device.type == "cuda":
+            torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
         self.drawn = Counter(state.get("drawn", {}))
