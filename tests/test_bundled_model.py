@@ -28,9 +28,12 @@ def test_bundled_model_describes_itself(bundled: Engine) -> None:
     assert spec.colour_constancy == "shades_of_gray"
     assert 0.0 < spec.threshold < 0.5 and spec.temperature > 0  # a sensitivity-first operating point
     assert "non-commercial" in spec.license and "not a diagnosis" in spec.intended_use.lower()
-    for name in ("isic2018_test", "kaggle_test"):
+    for name in ("isic2018_test", "kaggle_test", "isic2017_test", "isic2020_test"):
         metrics = spec.metrics[name]
-        assert metrics["n"] > 600 and len(metrics["auc_ci"]) == 2
+        assert metrics["n"] >= 600 and len(metrics["auc_ci"]) == 2
+    # model 2.0: the seven-diagnosis output and the pooled features, and borders trimmed before the crop
+    assert spec.outputs == ("logit", "cam", "ood", "features", "diagnosis") and len(spec.diagnoses) == 7
+    assert spec.crop == "trim_square" and spec.version.startswith("2.")
     # the ISIC 2018 metrics say how often each diagnosis is called malignant; the counts add up to the matrix
     by_dx = {row["group"]: row for row in spec.metrics["isic2018_test"]["by_diagnosis"]}
     assert set(by_dx) == {"mel", "bcc", "akiec", "nv", "bkl", "df", "vasc"}
@@ -48,6 +51,8 @@ def test_bundled_model_ranks_real_lesions(bundled: Engine, shared_data: Path) ->
     results = bundled.predict_batch([r.path for r in sample])
     scored = [(r.label, p.probability) for r, p in zip(sample, results, strict=True) if getattr(p, "probability", None)]
     assert len(scored) >= 0.9 * len(sample)  # the input checks pass almost all real dermoscopy
+    judged = [p for p in results if getattr(p, "probability", None) is not None]
+    assert all(p.diagnoses and len(p.diagnoses) == 3 for p in judged)  # type: ignore[union-attr]
     from sklearn.metrics import roc_auc_score
 
     labels, probs = zip(*scored, strict=True)

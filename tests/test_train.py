@@ -136,10 +136,21 @@ def test_refit_on_the_original_images_of_the_same_split(
     assert after.refit is not None and after.refit["feature_images"] == len(before.train_keys)
     assert after.val_keys == before.val_keys
     np.testing.assert_allclose(after.val_logits, before.val_logits, rtol=1e-5, atol=1e-5)  # same images
+    # the split is found again by its keys: another seed in the config changes nothing...
     other = torch.load(tiny_checkpoint, weights_only=False)
-    other["config"]["seed"] = 1  # another split of the same data
+    other["config"]["seed"] = 1
+    torch.save(other, tmp_path / "reseeded.pt")
+    assert load_checkpoint(refit(tmp_path / "reseeded.pt", tmp_path / "r2.pt"))[1].val_keys == before.val_keys
+    # ...but a validation image gone from the data is an error that names it
+    import shutil
+
+    copy = tmp_path / "copy" / synthetic_data.name
+    shutil.copytree(synthetic_data, copy)
+    gone = before.val_keys[0].split(":", 1)[1]
+    (copy / gone).unlink()
+    other["config"]["data"] = [str(copy)]
     torch.save(other, tmp_path / "other.pt")
-    with pytest.raises(DataError, match="do not give the split"):
+    with pytest.raises(DataError, match=f"do not hold the split.*{gone}"):
         refit(tmp_path / "other.pt", tmp_path / "never.pt")
 
 

@@ -92,13 +92,18 @@ def prepare(records: Sequence[Record], spec: PreprocessSpec, skip_bad: bool, des
 
 
 def checkpoint_split(ckpt: Checkpoint, cfg: TrainConfig | None = None) -> tuple[list[Record], list[Record]]:
-    """The training and validation records a checkpoint was trained on, read again from its data.
+    """The training and validation records a checkpoint was trained on, found again by their keys in its data
+    (so a later change to deduplication or splitting cannot move an image from one side to the other).
 
     Raises:
-        DataError: the data no longer give exactly that split.
+        DataError: an image of the checkpoint's split is no longer in its data.
     """
     cfg = cfg or ckpt.train_config()
-    train_records, val_records, _ = gather_records(cfg)
-    if {r.key for r in train_records} != set(ckpt.train_keys) or [r.key for r in val_records] != ckpt.val_keys:
-        raise DataError(f"the data in {cfg.data} do not give the split that this checkpoint was trained on")
-    return train_records, val_records
+    split = cfg.split or None
+    by_key = {r.key: r for p in cfg.data for r in load_records(p, split, skip_bad=cfg.skip_bad)}
+    missing = [k for k in [*ckpt.train_keys, *ckpt.val_keys] if k not in by_key]
+    if missing or not ckpt.val_keys:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise DataError(f"the data in {cfg.data} do not hold the split this checkpoint was trained on"
+                        + (f" (missing: {shown})" if missing else " (it records no validation images)"))  # fmt: skip
+    return [by_key[k] for k in ckpt.train_keys], [by_key[k] for k in ckpt.val_keys]
