@@ -9,14 +9,13 @@ Usage: python benchmarks/bench_train.py [--quick] [--size 224] [--batch 32]"""
 from __future__ import annotations
 
 import statistics
-import time
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from common import bench_parser, write_results
+from common import bench_parser, time_calls, write_results
 from skinscan.training.augment import AugmentConfig, augment_batch, normalise
 from skinscan.training.config import TrainConfig
 from skinscan.training.dataset import Prepared
@@ -46,13 +45,7 @@ def time_steps(cfg: TrainConfig, data: Prepared, warmup: int, repeat: int) -> fl
     seed_everything(0)
     torch.set_num_threads(cfg.threads)
     trainer = build_trainer(cfg, data, data, torch.device("cpu"))
-    times = []
-    for i in range(warmup + repeat):
-        start = time.perf_counter()
-        trainer.train_epoch()
-        if i >= warmup:
-            times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return statistics.median(time_calls(trainer.train_epoch, repeat, warmup)) / 1000
 
 
 def main() -> None:
@@ -81,15 +74,13 @@ def main() -> None:
     torch.set_num_threads(2)
     gen = torch.Generator().manual_seed(0)
     pixels = torch.from_numpy(data.pixels[: args.batch])
-    pipeline = statistics.median(
-        _timed(lambda: normalise(augment_batch(pixels, AugmentConfig(), gen), (0.5,) * 3, (0.5,) * 3))
-        for _ in range(repeat)
-    )
+    pipeline = statistics.median(time_calls(
+        lambda: normalise(augment_batch(pixels, AugmentConfig(), gen), (0.5,) * 3, (0.5,) * 3), repeat, warmup
+    )) / 1000  # fmt: skip
     model = build_trainer(base, data, data, torch.device("cpu")).model
-    val = statistics.median(
-        _timed(lambda: predict_logits(model, data.pixels, model.info.preprocess, torch.device("cpu")))
-        for _ in range(max(2, repeat // 2))
-    )
+    val = statistics.median(time_calls(
+        lambda: predict_logits(model, data.pixels, model.info.preprocess, torch.device("cpu")), max(2, repeat // 2), 1
+    )) / 1000  # fmt: skip
     fastest = max(rows, key=lambda r: r["images_per_s"])
     slowest = rows[0]
     result = {
@@ -115,12 +106,6 @@ def main() -> None:
         write_results("train", result, table)
     else:
         print("\n".join(table))
-
-
-def _timed(fn: object) -> float:
-    start = time.perf_counter()
-    fn()  # type: ignore[operator]
-    return time.perf_counter() - start
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ def format_line(path: Path, result: Prediction) -> str:
         f"(threshold {result.threshold:.3f})  severity {result.severity}/6 {result.severity_name}"
     )
     if result.diagnoses:
-        line += "  most likely: " + ", ".join(f"{d['name']} {d['probability']:.0%}" for d in result.diagnoses)
+        line += f"  most likely: {result.likely_diagnoses}"
     return line
 
 

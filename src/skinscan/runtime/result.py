@@ -103,12 +103,14 @@ class Prediction:
         return self.status == "ok"
 
     @property
+    def likely_diagnoses(self) -> str:
+        """The most likely diagnoses with their probabilities, "melanoma 52%, ..." ("" without the output)."""
+        return ", ".join(f"{d['name']} {d['probability']:.0%}" for d in self.diagnoses or [])
+
+    @property
     def diagnosis_line(self) -> str:
-        """The most likely diagnoses in words (empty for a model without the diagnosis output)."""
-        if not self.diagnoses:
-            return ""
-        likely = ", ".join(f"{d['name']} {d['probability']:.0%}" for d in self.diagnoses)
-        return f"Most likely, as the model sees it (not a diagnosis): {likely}"
+        """The most likely diagnoses as a sentence for a person (empty for a model without the output)."""
+        return f"Most likely, as the model sees it (not a diagnosis): {self.likely_diagnoses}" if self.diagnoses else ""
 
     @property
     def display_label(self) -> str:

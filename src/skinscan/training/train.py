@@ -23,7 +23,7 @@ from skinscan.training.finalize import finalize
 from skinscan.training.loss import ScreeningLoss
 from skinscan.training.models import Classifier, create_model
 from skinscan.training.schedule import make_schedule
-from skinscan.training.trainer import Trainer, make_ema
+from skinscan.training.trainer import Trainer, make_ema, steps_per_epoch
 
 
 def pick_device(name: str) -> torch.device:
@@ -126,9 +126,9 @@ def build_trainer(cfg: TrainConfig, train_set: Prepared, val_set: Prepared, devi
     loss = build_loss(cfg, model, train_set, device)
     params = [p for p in [*model.parameters(), *loss.parameters()] if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps = min(-(-len(train_set.labels) // cfg.batch_size), cfg.max_steps or len(train_set.labels))
+    schedule = make_schedule(optimizer, cfg, steps_per_epoch(len(train_set.labels), cfg))
     return Trainer(
-        cfg, model, loss, optimizer, make_schedule(optimizer, cfg, steps), train_set, val_set, device,
+        cfg, model, loss, optimizer, schedule, train_set, val_set, device,
         ema=make_ema(model, cfg.ema), augment=AUGMENTATIONS[cfg.augmentation] if cfg.augment else None,
         memory_format=memory_format_for(cfg), autocast=autocast_for(cfg, device),
     )  # fmt: skip

@@ -28,6 +28,12 @@ from skinscan.training.scoring import auc, auc_within_sources, predict_logits
 EMA = torch.optim.swa_utils.AveragedModel
 
 
+def steps_per_epoch(n_images: int, cfg: TrainConfig) -> int:
+    """Batches in one epoch: the whole training set, or at most `cfg.max_steps` (smoke runs)."""
+    steps = math.ceil(n_images / cfg.batch_size)
+    return min(steps, cfg.max_steps) if cfg.max_steps else steps
+
+
 def make_ema(model: Classifier, decay: float) -> EMA | None:
     """An exponential moving average of the weights (and batch statistics), or None for decay 0."""
     if not decay:
@@ -74,9 +80,7 @@ class Trainer:
         self.spec = model.info.preprocess
         # the same for every epoch; each epoch draws its own order from it
         self.weights = sampling_weights(train.labels, train.sources, cfg.balance)
-        self.steps_per_epoch = math.ceil(len(train.labels) / cfg.batch_size)
-        if cfg.max_steps:
-            self.steps_per_epoch = min(self.steps_per_epoch, cfg.max_steps)
+        self.steps_per_epoch = steps_per_epoch(len(train.labels), cfg)
         # fp16 needs loss scaling; bf16 (and fp32) do not
         self.scaler = torch.amp.GradScaler("cuda", enabled=autocast == torch.float16 and device.type == "cuda")
         # on the training device: augmentation draws its random numbers where the batch lives
