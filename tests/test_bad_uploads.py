@@ -25,9 +25,23 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from bombs import (
+    JPEG_2000,
+    JPEG_BASELINE,
+    deflated_dicom,
+    dicom_with_frame,
+    exif_with_bad_xresolution,
+    flat_png,
+    j2k_codestream,
+    jpeg_bytes,
+    jpeg_claiming,
+    progressive_jpeg_with_scans,
+    tiff_with_tile,
+)
 from live_server import live_server
 from skinscan.api.app import create_app
 from skinscan.api.settings import Settings
+from skinscan.runtime.budget import DecodeBudget
 from skinscan.runtime.engine import Engine
 from synthetic import dicom_rgb_bytes, make_lesion, png_chunk, png_claiming
 
@@ -56,12 +70,6 @@ def png_rgb48(pixels: np.ndarray) -> bytes:
     )
 
 
-def jpeg_claiming(jpeg: bytes, width: int, height: int) -> bytes:
-    """A real JPEG whose frame header (SOF0) is rewritten to claim width×height."""
-    at = jpeg.index(b"\xff\xc0") + 5  # marker, length (2), precision (1), then height and width
-    return jpeg[:at] + struct.pack(">HH", height, width) + jpeg[at + 4 :]
-
-
 def with_exif_rotation(image: Image.Image) -> bytes:
     exif = Image.Exif()
     exif[0x0112] = 6  # Orientation: rotate 90° clockwise to display
@@ -81,6 +89,7 @@ FRAMES = [PHOTO, PHOTO.rotate(90), PHOTO.rotate(180)]
 SVG = b'<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg" width="256" height="256"><rect/></svg>'
 HTML = b"<!DOCTYPE html>\n<html><head><title>mole</title></head><body><img src=x onerror=alert(1)></body></html>"
 PDF = b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj << /Type /Catalog /Pages 2 0 R >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF"
+DEFLATED_DICOM = deflated_dicom(100)
 NOISE = np.random.default_rng(0).integers(0, 256, 20_000, dtype=np.uint8).tobytes()
 
 # --- the cases --------------------------------------------------------------------------------------------------
@@ -132,6 +141,14 @@ CASES: dict[str, Case] = {
     "PNG claiming 50,000×50,000": Case(413, "too_large", png_claiming(50_000, 50_000), filename="bomb.png"),
     "JPEG claiming 65,535×65,535": Case(413, "too_large", jpeg_claiming(JPEG, 65_535, 65_535)),
     "two files in /predict": Case(413, "too_large", JPEG, extra={"files": [("file", ("b.jpg", JPEG, OCTET))]}),
+    # small files that decode into huge work: refused from their headers, before the work
+    "DICOM deflated, inflating to 100 MB": Case(415, "unsupported_format", DEFLATED_DICOM, filename="z.dcm"),
+    "DICOM of 64×64 holding a 13,000² JPEG 2000": Case(415, "unsupported_format", dicom_with_frame(
+        64, 64, JPEG_2000, j2k_codestream(13_000, 13_000)), filename="j2k.dcm"),
+    "DICOM of 64×64 holding a 13,000² JPEG": Case(400, "invalid_image", dicom_with_frame(
+        64, 64, JPEG_BASELINE, jpeg_claiming(jpeg_bytes(PHOTO.resize((64, 64))), 13_000, 13_000)), filename="j.dcm"),
+    "progressive JPEG of 4000² in 2,000 scans": Case(413, "too_large", progressive_jpeg_with_scans(4000, 2000)),
+    "TIFF of 64×64 in one 16,384² tile": Case(413, "too_large", tiff_with_tile(64, 64, 16_384), filename="t.tif"),
     # odd but good images: 200
     "CMYK JPEG": Case(200, data=encode(PHOTO.convert("CMYK"), "JPEG", quality=92)),
     "16-bit grey PNG": Case(200, data=encode(
@@ -142,6 +159,11 @@ CASES: dict[str, Case] = {
     "RGBA PNG": Case(200, data=encode(PHOTO.convert("RGBA"), "PNG"), filename="alpha.png"),
     "EXIF-rotated JPEG": Case(200, data=with_exif_rotation(PHOTO)),
     "DICOM": Case(200, data=dicom_rgb_bytes(np.asarray(PHOTO)), filename="lesion.dcm"),
+    "DICOM with a baseline JPEG frame": Case(200, data=dicom_with_frame(256, 256, JPEG_BASELINE, JPEG,
+                                                                        b"YBR_FULL_422"), filename="jpeg.dcm"),
+    "progressive JPEG of 4000²": Case(200, data=progressive_jpeg_with_scans(4000, 0)),
+    "flat PNG of 7000²": Case(200, data=flat_png(7000), filename="flat.png"),
+    "EXIF orientation 6 beside an XResolution given as text": Case(200, data=exif_with_bad_xresolution(PHOTO)),
     "JPEG declared as image/png": Case(200, data=JPEG, filename="photo.png"),
     # filenames: never used for anything but echoing back
     "path-traversal filename": Case(200, data=JPEG, filename="../../etc/passwd.jpg"),
@@ -218,9 +240,15 @@ def no_writes() -> Iterator[list[str]]:
 
 
 @pytest.fixture(scope="module")
-def base_url(tiny_model_dir: Path) -> Iterator[str]:
+def engine(tiny_model_dir: Path) -> Engine:
+    # a short wait, so that the test of a full budget is quick; the room is the default 256 MB
+    return Engine(tiny_model_dir, threads=1, decode_budget=DecodeBudget(wait_s=0.5))
+
+
+@pytest.fixture(scope="module")
+def base_url(engine: Engine) -> Iterator[str]:
     settings = Settings(api_key=None, cors_origins=[], max_upload_mb=MAX_UPLOAD_MB, model=None)
-    with live_server(create_app(engine=Engine(tiny_model_dir, threads=1), settings=settings)) as url:
+    with live_server(create_app(engine=engine, settings=settings)) as url:
         yield url
 
 
@@ -331,3 +359,23 @@ def test_100_mb_body_is_refused_quickly(base_url: str, client: httpx.Client, chu
     assert sent <= 50 * 1024 * 1024, f"{sent / 2**20:.0f} MB sent before the answer"
     assert seconds < 10
     assert_alive(client)
+
+
+def test_batch_of_16_flat_7000px_pngs(client: httpx.Client) -> None:
+    png = flat_png(7000)  # 16 × 49 megapixels in about 2.5 MB
+    files = [("files", (f"flat{i}.png", png, OCTET)) for i in range(16)]
+    response = client.post("/predict/batch", files=files)
+    assert response.status_code == 200, response.text[:300]
+    results = response.json()["results"]
+    assert len(results) == 16 and all(r["image_size"] == [7000, 7000] for r in results), results[0]
+    assert_alive(client)
+
+
+def test_full_decode_budget_answers_503_with_retry_after(engine: Engine, client: httpx.Client) -> None:
+    # someone else holds the whole budget for longer than a request waits (0.5 s here)
+    with engine.decode_budget.reserve(engine.decode_budget.capacity):
+        response = send(client, Case(200, data=JPEG))
+        assert response.status_code == 503, response.text
+        assert response.json()["error"] == "busy" and int(response.headers["retry-after"]) >= 1
+        assert client.get("/health").status_code == 200  # the server goes on answering what costs no decode
+    assert send(client, Case(200, data=JPEG)).status_code == 200  # and decodes again once there is room

@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from skinscan.core.errors import (
+    BusyError,
     ImageTooLargeError,
     ImageTooSmallError,
     InvalidImageError,
@@ -25,6 +26,7 @@ _STATUS_OF: tuple[tuple[type[SkinscanError], int, str], ...] = (
     (ImageTooLargeError, 413, "too_large"),
     (ImageTooSmallError, 400, "image_too_small"),
     (InvalidImageError, 400, "invalid_image"),
+    (BusyError, 503, "busy"),
     (ModelNotFoundError, 503, "model_unavailable"),
     (ModelFormatError, 503, "model_unavailable"),
 )
@@ -57,7 +59,8 @@ def error_body(status: int, detail: str, error: str | None = None) -> dict[str, 
 async def _skinscan_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, SkinscanError)
     status, name = describe_error(exc)
-    return JSONResponse(error_body(status, str(exc), name), status_code=status)
+    headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, BusyError) else None
+    return JSONResponse(error_body(status, str(exc), name), status_code=status, headers=headers)
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:

@@ -4,7 +4,8 @@ SkinscanError
 ├── InvalidImageError        the bytes are not an image we can read (not an image, corrupt, truncated, empty)
 │   ├── UnsupportedFormatError   a recognisable file of a kind we do not read (SVG, PDF, zip, ...)
 │   ├── ImageTooSmallError       under the minimum side length
-│   └── ImageTooLargeError       too many pixels (decompression bomb) or too many bytes
+│   └── ImageTooLargeError       too many pixels or bytes, or more decoding work than allowed (a decompression bomb)
+├── BusyError                every decoding slot is taken for longer than a caller waits; try again shortly
 ├── DataError                a dataset folder or file that cannot be read as labelled records
 ├── ConfigError              a setting that cannot be used (unknown name, invalid choice, unavailable device)
 ├── ModelNotFoundError       an unknown model name or a missing model file
@@ -33,6 +34,14 @@ class ImageTooSmallError(InvalidImageError):
 
 class ImageTooLargeError(InvalidImageError):
     """The image has too many pixels or bytes."""
+
+
+class BusyError(SkinscanError):
+    """Decoding capacity is taken by other images for longer than the caller waits; a retry later may work."""
+
+    def __init__(self, message: str, retry_after_s: int = 2) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class DataError(SkinscanError):

@@ -26,8 +26,9 @@ from skinscan.core.preprocess import Box, analysed_box, prepare_pixels, to_input
 from skinscan.core.quality import Quality, measure_quality
 from skinscan.core.severity import DEFAULT_SCALE, SeverityStep, severity_for
 from skinscan.core.spec import METADATA_KEY, ModelSpec
+from skinscan.runtime.budget import DecodeBudget, limit_heap_retention
 from skinscan.runtime.checks import refusal_reason
-from skinscan.runtime.imaging import ImageSource, load_image
+from skinscan.runtime.imaging import DEFAULT_MAX_BYTES, ImageSource, load_image
 from skinscan.runtime.result import HeatmapFn, Prediction
 
 MODEL_ENV = "SKINSCAN_MODEL"
@@ -105,6 +106,8 @@ class Engine:
         threshold: override the spec's operating threshold.
         check_inputs: refuse unjudgeable images (quality and not-a-lesion checks).
         max_pixels, max_bytes, min_side: decoding limits.
+        decode_budget: the memory that this engine's decodes may hold at once (shared by the threads calling it);
+            None → DecodeBudget() (256 MB, waits up to 10 s for room).
         scale: the severity scale.
         spin: let ONNX Runtime's idle threads spin (lowest latency for one caller); a server under concurrent
             load does better with False.
@@ -118,8 +121,9 @@ class Engine:
         threshold: float | None = None,
         check_inputs: bool = True,
         max_pixels: int = 50_000_000,
-        max_bytes: int | None = None,
+        max_bytes: int | None = DEFAULT_MAX_BYTES,
         min_side: int = 32,
+        decode_budget: DecodeBudget | None = None,
         scale: tuple[SeverityStep, ...] = DEFAULT_SCALE,
         spin: bool = True,
     ) -> None:
@@ -144,6 +148,8 @@ class Engine:
         self.calibration = Calibration(self.spec.temperature, self.spec.logit_bias)
         self.check_inputs = check_inputs
         self.max_pixels, self.max_bytes, self.min_side = max_pixels, max_bytes, min_side
+        self.decode_budget = decode_budget if decode_budget is not None else DecodeBudget()
+        limit_heap_retention()  # what a large decode frees goes back to the system, not to this process's heap
         self.scale = scale
         self._input = self.session.get_inputs()[0].name
         self._outputs = [o.name for o in self.session.get_outputs()]
@@ -191,6 +197,7 @@ class Engine:
             min_side=self.min_side,
             max_pixels=self.max_pixels,
             max_bytes=self.max_bytes,
+            budget=self.decode_budget,
         )
 
     def predict(self, source: ImageSource | Image.Image, *, heatmap: bool = False) -> Prediction:

@@ -7,14 +7,16 @@ import io
 import os
 import struct
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
 from skinscan.core.errors import ImageTooLargeError, ImageTooSmallError, InvalidImageError, UnsupportedFormatError
+from skinscan.runtime.budget import DecodeBudget
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
@@ -51,7 +53,7 @@ _UNSUPPORTED_NAMES = {
 
 # Whatever a decoder throws at malformed input. Fuzzing shows Pillow and pydicom raise more than OSError on hostile
 # files; MemoryError is deliberately absent so that a real out-of-memory is not reported as a bad upload.
-_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError, KeyError, TypeError,
+DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError, KeyError, TypeError,
                   ZeroDivisionError, RuntimeError)  # fmt: skip
 
 _MAGIC = {
@@ -129,29 +131,52 @@ def _sniff_text(head: bytes, *, cut: bool) -> str | None:
     return "text"
 
 
+DEFAULT_MAX_BYTES = 256 * 1024 * 1024  # the largest file read at all; uploads have their own, lower limit
+MAX_JPEG_SCANS = 100  # a progressive JPEG has about 10; each scan is a pass over every coefficient
+MAX_JPEG_SCAN_PIXELS = 500_000_000  # scans × pixels: 12 MP with up to 41 scans
+# how many copies of its raw pixels a decoder holds at its peak (WebP and HEIF decode into a buffer of their own)
+_DECODER_COPIES = {"webp": 2, "heif": 2, "avif": 2}
+
+
+@dataclass(frozen=True)
+class DecodePlan:
+    """What decoding one file will take, known from its headers before any pixel is decoded."""
+
+    kind: str
+    size: tuple[int, int]  # as the header says
+    cost: int  # bytes held at the peak: raw pixels, decoder buffers and the work on the reduced image
+
+
 def load_image(
     source: ImageSource,
     *,
     draft_size: int | None = None,
     min_side: int = 32,
     max_pixels: int = 50_000_000,
-    max_bytes: int | None = None,
+    max_bytes: int | None = DEFAULT_MAX_BYTES,
+    budget: DecodeBudget | None = None,
 ) -> Image.Image:
     """Decode an uploaded or on-disk image into a fully loaded RGB image that holds no reference to its source.
 
     Args:
         source: the file's bytes, a path, or a binary stream (read from its current position).
-        draft_size: for JPEG, let the decoder shrink by 1/2, 1/4 or 1/8 while keeping each side >= draft_size.
+        draft_size: let the decode shrink by 2, 4 or 8 while keeping each side >= draft_size (in the JPEG decoder
+            itself, by a box reduce right after decoding for other formats).
         min_side: the smallest width or height accepted.
         max_pixels: the most width*height accepted, checked from the header before any pixel is decoded.
-        max_bytes: the largest file accepted, or None for no limit.
+        max_bytes: the largest file accepted (a path's size is checked before it is read), or None for no limit.
+        budget: the memory budget this decode reserves its cost from (waiting for room); None → a private one
+            of the default size, so that one decode alone is still bounded.
 
     Returns:
-        A mode "RGB" image, EXIF orientation applied, alpha composited over white.
+        A mode "RGB" image, EXIF orientation applied, alpha composited over white. `info["original_size"]` is
+        the photo's size before any reduction.
 
     Raises:
         InvalidImageError: empty, not an image, corrupt or truncated; or one of its subclasses
-            UnsupportedFormatError, ImageTooSmallError, ImageTooLargeError.
+            UnsupportedFormatError, ImageTooSmallError, ImageTooLargeError (also: more decoding work than the
+            budget or the scan limits allow).
+        BusyError: the shared budget had no room within its wait.
     """
     data = _read_bytes(source, max_bytes)
     if not data:
@@ -163,13 +188,16 @@ def load_image(
         raise UnsupportedFormatError(
             f"unsupported file type: this is {_UNSUPPORTED_NAMES.get(kind, kind)}; send a {_SUPPORTED_TEXT} image"
         )
+    budget = budget if budget is not None else DecodeBudget()
     # Decoders warn about odd but readable files (bad EXIF, large images); a server has no one to show them to,
     # and the size limit below is ours, not Pillow's global MAX_IMAGE_PIXELS.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if kind == "dicom":
-            return _load_dicom(data, min_side, max_pixels)
-        return _load_with_pillow(data, kind, draft_size, min_side, max_pixels)
+            from skinscan.runtime.dicom import load_dicom  # pydicom is imported only for DICOM uploads
+
+            return load_dicom(data, draft_size=draft_size, min_side=min_side, max_pixels=max_pixels, budget=budget)
+        return decode_with_pillow(data, kind, draft_size, min_side, max_pixels, budget)
 
 
 def _read_bytes(source: ImageSource, max_bytes: int | None) -> bytes:
@@ -180,48 +208,204 @@ def _read_bytes(source: ImageSource, max_bytes: int | None) -> bytes:
     elif isinstance(source, str | os.PathLike):
         try:
             with open(source, "rb") as file:
+                # a file's size is known before reading it: a 40 GB (perhaps sparse) file is refused, not read
+                if max_bytes is not None and os.fstat(file.fileno()).st_size > max_bytes:
+                    raise _too_many_bytes(max_bytes)
                 data = file.read(limit)
         except OSError as exc:
             raise InvalidImageError(f"cannot read {os.fspath(source)}: {exc.strerror or exc}") from None
     else:
         data = source.read(limit)
     if max_bytes is not None and len(data) > max_bytes:
-        raise ImageTooLargeError(f"file too large: over the limit of {max_bytes:,} bytes")
+        raise _too_many_bytes(max_bytes)
     return data
 
 
-def _check_size(width: int, height: int, min_side: int, max_pixels: int) -> None:
+def _too_many_bytes(max_bytes: int) -> ImageTooLargeError:
+    return ImageTooLargeError(f"file too large: over the limit of {max_bytes:,} bytes")
+
+
+def check_size(width: int, height: int, min_side: int, max_pixels: int) -> None:
+    """Refuse a width×height out of bounds (from a header, before decoding)."""
     if width * height > max_pixels:
         raise ImageTooLargeError(f"image too large: {width}×{height} pixels is over the limit of {max_pixels:,}")
     if min(width, height) < min_side:
         raise ImageTooSmallError(f"image too small: {width}×{height} pixels; each side must be at least {min_side}")
 
 
-def _load_with_pillow(data: bytes, kind: str, draft_size: int | None, min_side: int, max_pixels: int) -> Image.Image:
+def reduce_factor(width: int, height: int, draft_size: int | None) -> int:
+    """JPEG's draft rule for every format: the largest of 1, 2, 4, 8 that keeps each side >= draft_size."""
+    if not draft_size:
+        return 1
+    room = min(width // draft_size, height // draft_size)
+    return next((f for f in (8, 4, 2) if room >= f), 1)
+
+
+def check_cost(cost: int, budget: DecodeBudget) -> None:
+    """Refuse a decode that would need more memory than the whole budget."""
+    if cost > budget.capacity:
+        raise ImageTooLargeError(
+            f"image too large to decode: it needs about {cost / 2**20:,.0f} MB, over the limit of "
+            f"{budget.capacity / 2**20:,.0f} MB"
+        )
+
+
+def _bytes_per_pixel(mode: str) -> int:
+    """What Pillow stores per pixel: multi-band modes take 4 bytes whatever their bands."""
+    if mode in ("1", "L", "P"):
+        return 1
+    if mode.startswith("I;16"):
+        return 2
+    return 4
+
+
+def plan_pillow_decode(
+    opened: Image.Image, data: bytes, kind: str, draft_size: int | None, header: tuple[int, int]
+) -> DecodePlan:
+    """The decode plan of an opened (header-only) Pillow image of `header` size, after any draft() it was given.
+
+    Raises:
+        ImageTooLargeError: a JPEG with more scans than MAX_JPEG_SCANS allows, or a TIFF tile far beyond its image.
+    """
+    width, height = opened.size  # after draft(): what the JPEG decoder will produce
+    raw = width * height * _bytes_per_pixel(opened.mode) * _DECODER_COPIES.get(kind, 1)
+    extra = 0
+    if kind == "jpeg":
+        # every FF DA is a start of scan (entropy-coded data never holds one), so the count is an upper bound
+        scans = data.count(b"\xff\xda")
+        pixels = header[0] * header[1]
+        if scans > MAX_JPEG_SCANS or scans * pixels > MAX_JPEG_SCAN_PIXELS:
+            raise ImageTooLargeError(
+                f"image too costly to decode: a JPEG of {header[0]}×{header[1]} pixels in {scans} scans "
+                f"(at most {min(MAX_JPEG_SCANS, MAX_JPEG_SCAN_PIXELS // max(pixels, 1))} allowed at that size)"
+            )
+        if opened.info.get("progressive") or scans > 1:
+            extra = pixels * 4 * 2  # multi-scan JPEGs keep every DCT coefficient (16 bits) of the full-size image
+    elif kind == "tiff":
+        extra = _tiff_buffer_bytes(opened)
+    factor = 1 if kind == "jpeg" else reduce_factor(width, height, draft_size)
+    if factor > 1 and opened.mode not in _REDUCIBLE:
+        extra += width * height * 4  # converted at full size before the reduce
+    reduced = (width // factor) * (height // factor)
+    # the reduced image converted to RGB, turned upright and composited: at most three 4-byte copies of it
+    work = reduced * 4 * 3
+    return DecodePlan(kind, header, raw + extra + work)
+
+
+def _tiff_buffer_bytes(opened: Image.Image) -> int:
+    """The buffer libtiff decodes each tile or strip into, from the tags (a 64×64 image may claim a huge tile)."""
+    tags = getattr(opened, "tag_v2", {})
+    width, height = opened.size
+    tile_w, tile_h = int(tags.get(322, 0) or 0), int(tags.get(323, 0) or 0)
+    if tile_w and tile_h:
+        return tile_w * tile_h * 4
+    rows = int(tags.get(278, height) or height)
+    return width * min(rows, height) * 4
+
+
+def decode_with_pillow(
+    data: bytes,
+    kind: str,
+    draft_size: int | None,
+    min_side: int,
+    max_pixels: int,
+    budget: DecodeBudget,
+    *,
+    expect_size: tuple[int, int] | None = None,
+    colour_transform: bool = True,
+) -> Image.Image:
+    """Decode `data` of a Pillow kind under the budget (load_image's Pillow path, also used for DICOM's JPEG frames).
+
+    Args:
+        expect_size: the size a container's own header gives (DICOM); a stream claiming another is corrupt.
+        colour_transform: False for a JPEG whose three components are RGB already, not YCbCr.
+    """
     if kind == "heif":
         _register_heif()
     try:
         opened = Image.open(io.BytesIO(data), formats=[kind.upper()])
     except Image.DecompressionBombError:
         raise ImageTooLargeError(f"image too large: over the limit of {max_pixels:,} pixels") from None
-    except _DECODE_ERRORS:
+    except DECODE_ERRORS:
         raise InvalidImageError(f"corrupt image: the {kind.upper()} header cannot be read") from None
     with opened:
-        _check_size(*opened.size, min_side, max_pixels)
-        header_width = opened.size[0]
-        if draft_size:
-            opened.draft("RGB", (draft_size, draft_size))  # a no-op for everything but JPEG
-        try:
-            opened.load()
-            scale = header_width / opened.size[0]  # > 1 when the decoder shrank a large JPEG
-            result = _to_rgb(ImageOps.exif_transpose(opened))
-            # callers report and draw at the photo's real size, not the reduced decode
-            result.info["original_size"] = (round(result.width * scale), round(result.height * scale))
-            return result
-        except Image.DecompressionBombError:
-            raise ImageTooLargeError(f"image too large: over the limit of {max_pixels:,} pixels") from None
-        except _DECODE_ERRORS:
-            raise InvalidImageError("corrupt or truncated image") from None
+        if expect_size is not None and opened.size != expect_size:
+            raise InvalidImageError(
+                f"corrupt image: its {kind.upper()} stream is {opened.size[0]}×{opened.size[1]} pixels, but its "
+                f"header says {expect_size[0]}×{expect_size[1]}"
+            )
+        check_size(*opened.size, min_side, max_pixels)
+        header = opened.size
+        keep_components = not colour_transform and opened.mode == "RGB"
+        if draft_size or keep_components:
+            # a no-op for everything but JPEG; "YCbCr" asks libjpeg to leave the components as they are
+            opened.draft("YCbCr" if keep_components else "RGB", (draft_size or 1 << 16,) * 2)
+        plan = plan_pillow_decode(opened, data, kind, draft_size, header)
+        check_cost(plan.cost, budget)
+        with budget.reserve(plan.cost):
+            try:
+                opened.load()
+                image: Image.Image = opened
+                if keep_components and image.mode == "YCbCr":
+                    image = Image.frombytes("RGB", image.size, image.tobytes())
+                factor = reduce_factor(*image.size, draft_size) if kind != "jpeg" else 1
+                if factor > 1:
+                    image = _reduce(image, factor)
+                image, turned = upright(image)
+                result = _to_rgb(image)
+            except Image.DecompressionBombError:
+                raise ImageTooLargeError(f"image too large: over the limit of {max_pixels:,} pixels") from None
+            except DECODE_ERRORS:
+                raise InvalidImageError("corrupt or truncated image") from None
+    # callers report and draw at the photo's real size, not the reduced decode
+    width, height = plan.size
+    result.info["original_size"] = (height, width) if turned else (width, height)
+    return result
+
+
+_REDUCIBLE = ("L", "LA", "RGB", "RGBA", "I", "F")
+
+
+def _reduce(image: Image.Image, factor: int) -> Image.Image:
+    """A box reduce by `factor`, in modes Pillow reduces directly; others are converted first."""
+    if image.mode not in _REDUCIBLE:
+        if image.mode.startswith("I;16") or image.mode == "I":
+            image = image.convert("I")
+        elif image.mode in ("1", "P"):
+            return image  # palette and bilevel images keep their exact values; they are small to hold anyway
+        else:
+            image = image.convert("RGBA" if "A" in image.mode or "transparency" in image.info else "RGB")
+    info = dict(image.info)
+    reduced = image.reduce(factor)
+    reduced.info.update(info)  # keep the EXIF orientation and transparency for what follows
+    return reduced
+
+
+_ORIENTATIONS = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+def upright(image: Image.Image) -> tuple[Image.Image, bool]:
+    """The image turned as its EXIF orientation says, and whether that swapped its sides.
+
+    Only the orientation tag is read: ImageOps.exif_transpose rewrites the whole EXIF block, and fails on any
+    other mistyped tag (an XResolution given as text, say) of a photo Pillow decodes well.
+    """
+    try:
+        orientation = image.getexif().get(0x0112)
+    except DECODE_ERRORS:
+        return image, False
+    method = _ORIENTATIONS.get(orientation) if isinstance(orientation, int) else None
+    if method is None:
+        return image, False
+    return image.transpose(method), orientation in (5, 6, 7, 8)
 
 
 @functools.cache  # register once: Pillow's plugin registry is global
@@ -234,7 +418,7 @@ def _register_heif() -> None:
 def _to_rgb(img: Image.Image) -> Image.Image:
     if img.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
         # Pillow's own conversion clips high-bit-depth values at 255, turning most 16-bit images white.
-        return Image.fromarray(_to_uint8(np.asarray(img))).convert("RGB")
+        return Image.fromarray(to_uint8(np.asarray(img))).convert("RGB")
     if img.mode in ("RGBA", "RGBa", "LA", "PA") or "transparency" in img.info:
         rgba = img.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
@@ -243,7 +427,7 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img if img.mode == "RGB" else img.convert("RGB")
 
 
-def _to_uint8(values: NDArray[np.generic], low: float | None = None, high: float | None = None) -> NDArray[np.uint8]:
+def to_uint8(values: NDArray[np.generic], low: float | None = None, high: float | None = None) -> NDArray[np.uint8]:
     """Map [low, high] (by default the values' own range) linearly onto 0..255, clipping what lies outside."""
     arr = np.nan_to_num(values.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
     low = float(arr.min()) if low is None else low
@@ -251,57 +435,6 @@ def _to_uint8(values: NDArray[np.generic], low: float | None = None, high: float
     if high <= low:  # a flat image has no range to stretch; keep its value where it fits 8 bits
         return np.clip(arr, 0, 255).astype(np.uint8)
     return np.clip(np.round((arr - low) * (255.0 / (high - low))), 0, 255).astype(np.uint8)
-
-
-def _load_dicom(data: bytes, min_side: int, max_pixels: int) -> Image.Image:
-    import pydicom
-    from pydicom.errors import BytesLengthException, InvalidDicomError
-    from pydicom.pixels import apply_color_lut, apply_modality_lut, get_decoder
-
-    # Our own errors pass through; anything pydicom raises on a damaged file becomes one message. AttributeError is
-    # how pydicom reports a missing required element (Rows, Photometric Interpretation, ...).
-    try:
-        ds = pydicom.dcmread(io.BytesIO(data))
-        if not any(tag in ds for tag in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
-            raise InvalidImageError("DICOM file has no pixel data")
-        _check_size(int(ds.Columns), int(ds.Rows), min_side, max_pixels)
-        syntax = ds.file_meta.get("TransferSyntaxUID")
-        if syntax is not None and syntax.is_compressed:
-            try:
-                available = get_decoder(syntax).is_available
-            except NotImplementedError:
-                available = False
-            if not available:
-                raise UnsupportedFormatError(f"DICOM compressed as {syntax.name} cannot be decoded here")
-        ds.pixel_array_options(index=0)  # only the first frame: a multi-frame series would decode whole otherwise
-        pixels = ds.pixel_array
-        photometric = str(ds.get("PhotometricInterpretation", "")).upper()
-        bits = int(ds.get("BitsStored", 8))
-        if photometric == "PALETTE COLOR":
-            pixels = apply_color_lut(pixels, ds)
-            bits = 8 * pixels.dtype.itemsize
-        if pixels.ndim == 3 and pixels.shape[-1] == 3:  # pydicom has already turned YBR into RGB
-            rgb = pixels if pixels.dtype == np.uint8 else _to_uint8(pixels, 0, 2**bits - 1)
-        elif pixels.ndim == 2:
-            values, center, width = apply_modality_lut(pixels, ds), ds.get("WindowCenter"), ds.get("WindowWidth")
-            if center is None or width is None or _first_number(width) <= 1:
-                gray = _to_uint8(values)
-            else:
-                low = _first_number(center) - _first_number(width) / 2
-                gray = _to_uint8(values, low, low + _first_number(width))
-            if photometric == "MONOCHROME1":  # MONOCHROME1 means low values are white
-                gray = 255 - gray
-            rgb = np.repeat(gray[..., None], 3, axis=-1)
-        else:
-            raise InvalidImageError(f"DICOM pixel data has an unexpected shape {pixels.shape}")
-    except (InvalidDicomError, BytesLengthException, AttributeError, *_DECODE_ERRORS):
-        raise InvalidImageError("corrupt DICOM file: its header or pixel data cannot be read") from None
-    return Image.fromarray(np.ascontiguousarray(rgb))
-
-
-def _first_number(value: Any) -> float:
-    # A file may list several windows (say "soft tissue" and "bone"); the first is its author's default.
-    return float(value[0] if isinstance(value, Sequence) else value)
 
 
 def walk_inputs(inputs: Iterable[str | Path]) -> Iterator[Path]:
