@@ -30,6 +30,7 @@ from skinscan.runtime.budget import DecodeBudget, limit_heap_retention
 from skinscan.runtime.checks import refusal_reason
 from skinscan.runtime.imaging import DEFAULT_MAX_BYTES, ImageSource, load_image
 from skinscan.runtime.result import HeatmapFn, Prediction
+from skinscan.runtime.session import import_onnxruntime
 
 MODEL_ENV = "SKINSCAN_MODEL"
 
@@ -127,7 +128,7 @@ class Engine:
         scale: tuple[SeverityStep, ...] = DEFAULT_SCALE,
         spin: bool = True,
     ) -> None:
-        import onnxruntime as ort
+        ort = import_onnxruntime()
 
         self.path = resolve_model_path(model)
         options = ort.SessionOptions()

@@ -67,7 +67,10 @@ def quantize_model(
         The spec that was written.
     """
     import onnx
-    import onnxruntime as ort
+
+    from skinscan.runtime.session import import_onnxruntime
+
+    ort = import_onnxruntime()
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
