@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import MISSING, fields
@@ -15,11 +17,36 @@ from skinscan.core.errors import ConfigError, MissingExtraError, SkinscanError
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
+# what a shell reports for a command killed by SIGPIPE (128 + 13), as `cat big | head -1` gives: scripts that allow
+# for a reader closing early already expect it, and it is not 1, which says that some images failed
+EXIT_BROKEN_PIPE = 141
 
 _EXTRA_OF = {
     "torch": "train", "onnx": "train", "fastapi": "serve", "uvicorn": "serve", "python_multipart": "serve",
     "qtpy": "gui", "PyQt5": "gui", "h5py": "train",
 }  # fmt: skip
+
+
+def probability(text: str) -> float:
+    """An argparse type: a finite number from 0 to 1 (a threshold, a quantile), else a usage error."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0.0 <= value <= 1.0:  # false for nan too, which would otherwise pass every comparison as "benign"
+        raise argparse.ArgumentTypeError(f"must be a number from 0 to 1, not {text!r}")
+    return value
+
+
+def positive_number(text: str) -> float:
+    """An argparse type: a finite number above 0 (a size, a factor), else a usage error."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0.0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"must be a number above 0, not {text!r}")
+    return value
 
 
 def _require(module: str) -> None:
@@ -78,7 +105,7 @@ def _add_evaluate(sub: Any) -> None:
     p.add_argument("--split", help="split of the data (e.g. train, test)")
     p.add_argument("--model", help="an exported model (.onnx or its folder) or a checkpoint (.pt); default: bundled")
     p.add_argument("--out", required=True, help="folder for metrics.json, plots and report.html")
-    p.add_argument("--threshold", type=float, help="override the model's operating threshold")
+    p.add_argument("--threshold", type=probability, help="override the model's operating threshold (0 to 1)")
     p.add_argument("--tta", action="store_true", help="test-time augmentation (flips and rotations)")
     p.add_argument("--exclude-same-as", action="append", default=[], help="drop images that duplicate this data")
     p.add_argument("--exclude-split", help="split of the --exclude-same-as data (default: all of it)")
@@ -134,11 +161,11 @@ def _add_export(sub: Any) -> None:
     p.add_argument("--version", default="1.0.0", help="the model's version")
     p.add_argument(
         "--ood-quantile",
-        type=float,
+        type=probability,
         default=0.999,  # export.OOD_QUANTILE (not imported: the CLI loads torch only when it runs a command)
         help="validation quantile of each input-check distance (features, texture) above which images are refused",
     )
-    p.add_argument("--ood-margin", type=float, default=1.0, help="multiplies those distance thresholds")
+    p.add_argument("--ood-margin", type=positive_number, default=1.0, help="multiplies those distance thresholds")
     _add_metrics_option(p)
     p.set_defaults(func=_run_export)
 
@@ -262,7 +289,7 @@ def _add_import_keras(sub: Any) -> None:
     p = sub.add_parser("import-keras", help="import the seed's Keras .h5 weights as an exported model")
     p.add_argument("h5", metavar="FILE.h5", help="Keras HDF5 weights of the seed network")
     p.add_argument("--out", default="models/seed-keras", help="output folder (default: models/seed-keras)")
-    p.add_argument("--threshold", type=float, default=0.5, help="operating threshold (the seed used 0.5)")
+    p.add_argument("--threshold", type=probability, default=0.5, help="operating threshold (the seed used 0.5)")
     p.set_defaults(func=_run_import_keras)
 
 
@@ -284,9 +311,14 @@ def _add_predict(sub: Any) -> None:
     p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER")
     p.add_argument("--model", help="model.onnx or its folder (default: $SKINSCAN_MODEL, else the bundled model)")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
-    p.add_argument("--heatmap", metavar="DIR", help="write a heatmap overlay PNG per image into DIR")
+    p.add_argument(
+        "--heatmap", metavar="DIR", help="write a heatmap overlay PNG per image into DIR, mirroring the input folders"
+    )
     p.add_argument("--csv", metavar="FILE", help="also write the results as CSV")
-    p.add_argument("--threshold", type=float, help="override the model's operating threshold")
+    p.add_argument("--threshold", type=probability, help="override the model's operating threshold (0 to 1)")
+    p.add_argument(
+        "--max-mb", type=positive_number, help="refuse image files larger than this many MB (default: the decoder's)"
+    )
     p.add_argument("--no-checks", action="store_true", help="judge even images that fail the input checks")
     p.set_defaults(func=_run_predict)
 
@@ -390,12 +422,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SkinscanError as exc:
         print(f"skinscan: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
+    except BrokenPipeError:  # before OSError: the reader of our output (`| head`) has all it wants
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
     except OSError as exc:  # a file the command needs (an output folder, a data file) cannot be used
         print(f"skinscan: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("skinscan: interrupted", file=sys.stderr)
         return 130
+
+
+def _silence_stdout() -> None:
+    # What is still buffered for the closed pipe would fail again when the interpreter flushes stdout at exit,
+    # as an "Exception ignored" message; pointed at devnull, it goes nowhere.
+    try:
+        stdout = sys.stdout.fileno()
+    except (OSError, ValueError):  # not a real file (a caller's capture): nothing to flush at exit
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, stdout)
+    os.close(devnull)
 
 
 if __name__ == "__main__":  # pragma: no cover
