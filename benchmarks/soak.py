@@ -44,6 +44,8 @@ JUDGED_FROM_S = 120
 
 def payload_mix() -> list[tuple[str, bytes, int]]:
     """Good photos and bad uploads, interleaved about one to one, each with the status it must get."""
+    from bombs import deflated_dicom, progressive_jpeg_with_scans, tiff_with_tile  # tests/, on the path via common
+
     photo = base_photo()
     good = [(f"photo{i}.jpg", data, 200) for i, data in enumerate(upload_images(6))]
     good += [
@@ -51,6 +53,9 @@ def payload_mix() -> list[tuple[str, bytes, int]]:
         ("phone.jpg", encode(photo.resize((2000, 1500), Image.Resampling.BICUBIC), "JPEG", quality=90), 200),
         ("cmyk.jpg", encode(photo.convert("CMYK"), "JPEG"), 200),
         ("scan.gif", encode(photo.convert("P"), "GIF"), 200),
+        # 12-megapixel camera photos, JPEG and PNG: the decodes whose memory must not pile up
+        ("camera.jpg", encode(photo.resize((4000, 3000), Image.Resampling.BICUBIC), "JPEG", quality=92), 200),
+        ("camera.png", encode(photo.resize((4000, 3000), Image.Resampling.BICUBIC), "PNG", compress_level=1), 200),
     ]
     jpeg = good[0][1]
     noise = np.random.default_rng(0).integers(0, 256, 8000, dtype=np.uint8).tobytes()
@@ -65,6 +70,10 @@ def payload_mix() -> list[tuple[str, bytes, int]]:
         ("header.jpg", b"\xff\xd8\xff\xe0" + bytes(64), 400),
         ("doc.pdf", b"%PDF-1.7\n1 0 obj << /Type /Catalog >> endobj\n%%EOF", 415),
         ("page.html", b"<!doctype html><html><body>hello</body></html>", 415),
+        # small files that decode into huge work (tests/bombs.py)
+        ("scans.jpg", progressive_jpeg_with_scans(4000, 2000), 413),
+        ("deflated.dcm", deflated_dicom(64), 415),
+        ("tile.tif", tiff_with_tile(64, 64, 16_384), 413),
     ]
     mixed = []
     for i in range(max(len(good), len(bad))):

@@ -209,9 +209,11 @@ def _read_bytes(source: ImageSource, max_bytes: int | None) -> bytes:
         try:
             with open(source, "rb") as file:
                 # a file's size is known before reading it: a 40 GB (perhaps sparse) file is refused, not read
-                if max_bytes is not None and os.fstat(file.fileno()).st_size > max_bytes:
+                size = os.fstat(file.fileno()).st_size
+                if max_bytes is not None and size > max_bytes:
                     raise _too_many_bytes(max_bytes)
-                data = file.read(limit)
+                # read(n) sets aside n bytes first: ask for what the file holds (plus one, should it have grown)
+                data = file.read(size + 1 if size and (limit < 0 or size < limit) else limit)
         except OSError as exc:
             raise InvalidImageError(f"cannot read {os.fspath(source)}: {exc.strerror or exc}") from None
     else:
