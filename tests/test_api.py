@@ -41,7 +41,8 @@ EXTERNAL_REFERENCE = re.compile(
     r"""(?:src|href)\s*=\s*["']?(?:https?:)?//|url\(\s*["']?(?:https?:)?//|@import|fetch\(\s*["'`](?:https?:)?//"""
 )
 PREDICTION_FIELDS = {
-    "status", "probability", "label", "severity", "severity_name", "description", "recommendation", "colour",
+    "status", "verdict", "verdict_code", "probability", "label", "severity", "severity_name", "description",
+    "recommendation", "colour",
     "threshold", "model", "time", "latency_ms", "disclaimer",
 }  # fmt: skip
 

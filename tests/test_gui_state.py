@@ -113,8 +113,9 @@ def test_export_csv_has_the_predict_columns(tmp_path: Path) -> None:
     state = AppState()
     done, failed, _ = state.add_images([("a.jpg", "/x/a.jpg", None), ("b.jpg", "/x/b.jpg", None),
                                               ("Pasted image 1", None, b"png")])  # fmt: skip
-    state.finish(done.id, Prediction(status="ok", threshold=0.42, probability=0.123456, label="benign", severity=1,
-                                     severity_name="Benign / no concern"), None)  # fmt: skip
+    state.finish(done.id, Prediction(status="ok", verdict="Low concern: keep an eye on it", threshold=0.42,
+                                     probability=0.123456, label="benign", severity=1,
+                                     severity_name="No concern found"), None)  # fmt: skip
     state.fail(failed.id, "not an image")
     assert state.export_csv(tmp_path / "out.csv") == 3
     with open(tmp_path / "out.csv", newline="") as file:
@@ -122,8 +123,9 @@ def test_export_csv_has_the_predict_columns(tmp_path: Path) -> None:
         rows = list(reader)
     assert reader.fieldnames == CSV_FIELDS
     assert rows[0] == {
-        "path": "/x/a.jpg", "status": "ok", "label": "benign", "probability": "0.1235", "severity": "1",
-        "severity_name": "Benign / no concern", "threshold": "0.42", "reason": "",
+        "path": "/x/a.jpg", "status": "ok", "verdict": "Low concern: keep an eye on it", "label": "benign",
+        "probability": "0.1235", "severity": "1", "severity_name": "No concern found", "threshold": "0.42",
+        "reason": "",
     }  # fmt: skip
     assert (rows[1]["status"], rows[1]["reason"]) == ("error", "not an image")
     assert (rows[2]["path"], rows[2]["status"]) == ("Pasted image 1", "pending")

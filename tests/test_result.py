@@ -12,7 +12,8 @@ from skinscan.runtime.result import Prediction
 
 # the answer's keys in order: clients (the web page, the desktop app, scripts) read these
 ANSWER_KEYS = [
-    "status", "probability", "label", "severity", "severity_name", "description", "recommendation", "colour",
+    "status", "verdict", "verdict_code", "probability", "label", "severity", "severity_name", "description",
+    "recommendation", "colour",
     "threshold", "reason", "image_size", "heatmap_png", "diagnoses", "disclaimer",
 ]  # fmt: skip
 
@@ -61,7 +62,8 @@ def test_reading_an_answer_with_missing_or_null_optional_keys() -> None:
 
 
 def test_display_helpers() -> None:
-    assert verdict().ok and verdict().display_label == "Malignant"
+    assert verdict(verdict="See a doctor soon").display_label == "See a doctor soon"
+    assert verdict().ok and verdict().display_label == "Malignant"  # an older server's answer, with no verdict
     assert not verdict(status="rejected").ok and verdict(label=None).display_label == ""
 
 

@@ -5,7 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from skinscan.core.severity import DEFAULT_SCALE, rescale, severity_for
+from skinscan.core.severity import (
+    DEFAULT_SCALE,
+    LOW_CONCERN,
+    SEE_DOCTOR,
+    SEE_DOCTOR_SOON,
+    VERDICTS,
+    rescale,
+    severity_for,
+)
 
 
 @pytest.mark.parametrize("threshold", [0.05, 0.2, 0.5, 0.8])
@@ -45,3 +53,27 @@ def test_label_and_step_agree_even_at_extreme_thresholds() -> None:
     for threshold in (1 - 1e-9, 1e-9):
         for p in (0.0, threshold * 0.999999, threshold, 1.0):
             assert (severity_for(p, threshold).level == 1) == (p < threshold)
+
+
+@pytest.mark.parametrize("threshold", [0.05, 0.154, 0.5])
+def test_the_verdict_is_an_action_that_agrees_with_the_label(threshold: float) -> None:
+    for p in np.linspace(0, 1, 501):
+        verdict = severity_for(float(p), threshold).verdict
+        # below the threshold, and only there: low concern; at or above it, always a doctor
+        assert (verdict == LOW_CONCERN) == (p < threshold)
+        assert verdict in (LOW_CONCERN, SEE_DOCTOR, SEE_DOCTOR_SOON)
+    # the more suspicious steps never ask for less than the milder ones
+    order = [LOW_CONCERN, SEE_DOCTOR, SEE_DOCTOR_SOON]
+    assert [order.index(s.verdict) for s in DEFAULT_SCALE] == sorted(order.index(s.verdict) for s in DEFAULT_SCALE)
+
+
+def test_no_step_names_a_diagnosis() -> None:
+    # the model tells malignant from benign; naming melanoma is the diagnosis output's job, where it says so
+    for step in DEFAULT_SCALE:
+        for text in (step.name, step.description, step.recommendation, step.verdict.headline):
+            assert not any(word in text.lower() for word in ("melanoma", "carcinoma", "malignant", "benign")), text
+
+
+def test_verdict_codes_are_distinct_and_stable() -> None:
+    assert [v.code for v in VERDICTS] == ["low_concern", "see_doctor", "see_doctor_soon", "cannot_judge"]
+    assert len({v.headline for v in VERDICTS}) == len(VERDICTS)

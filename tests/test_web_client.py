@@ -104,7 +104,8 @@ def test_upload_shows_a_result_card_with_heatmap_toggle(page: Any, engine: Engin
     page.set_input_files("#file-input", payload("mole.jpg", lesion_bytes(False, seed=3, size=160)))
     card = card_for(page, "mole.jpg")
     expect(card).to_have_attribute("data-status", "ok")
-    expect(card.locator(".badge")).to_have_text(engine.spec.class_names[0].capitalize())
+    expect(card.locator(".badge")).to_have_text("Low concern: keep an eye on it")
+    expect(card.locator(".badge")).to_have_attribute("data-verdict", "low_concern")
     expect(card.locator(".severity")).to_contain_text("Severity 1 of 6")
     expect(card.locator(".probability-text")).to_contain_text("Probability of malignancy:")
     expect(card.locator(".bar")).to_have_attribute("aria-valuenow", "0")
@@ -113,7 +114,7 @@ def test_upload_shows_a_result_card_with_heatmap_toggle(page: Any, engine: Engin
     expect(card.locator(".recommendation")).not_to_be_empty()
     expect(card.locator(".card-disclaimer")).to_have_text(DISCLAIMER)
     expect(card.locator(".meta")).to_contain_text(f"Model {engine.spec.id} {engine.spec.version}")
-    expect(page.locator("#announcer")).to_contain_text("mole.jpg: benign")
+    expect(page.locator("#announcer")).to_contain_text("mole.jpg: Low concern: keep an eye on it")
     assert card.locator(".preview").evaluate("img => img.naturalWidth") == 160
 
     overlay = card.locator(".overlay")
@@ -169,7 +170,7 @@ def test_several_images_at_once_with_clear_messages(page: Any) -> None:
     expect(notes.locator(".problem-detail")).to_contain_text("plain-text file")
     blank = card_for(page, "blank.png")
     expect(blank).to_have_attribute("data-status", "rejected")
-    expect(blank.locator(".problem-title")).to_have_text("This photo cannot be judged")
+    expect(blank.locator(".problem-title")).to_have_text("Cannot judge this photo")
     expect(blank.locator(".problem-detail")).to_contain_text("blank")
     broken = card_for(page, "broken.jpg")
     expect(broken.locator(".problem-title")).to_have_text("This file is not a readable image")

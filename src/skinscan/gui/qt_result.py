@@ -192,14 +192,16 @@ class ResultPanel(QFrame):
             return
         result = item.result
         if not result.ok:
-            self._show_message("warning", f"This image cannot be judged.\n\n{result.reason}")
+            self._show_message("warning", f"{result.display_label or 'Cannot judge this photo'}.\n\n{result.reason}")
             return
         self.message.setVisible(False)
         self._show_verdict(True)
         colour = result.colour or NEUTRAL
         self.label.setText(result.display_label)
         self.label.setStyleSheet(f"color: {colour};")
-        self.probability_text.setText(f"Probability of malignancy: {percent(result.probability)}")
+        side = "at or above" if (result.probability or 0) >= result.threshold else "below"
+        where = f"{side} the threshold of {percent(result.threshold)}"
+        self.probability_text.setText(f"Probability of malignancy: {percent(result.probability)} ({where})")
         self.probability_text.setToolTip(f"The model calls an image malignant from {percent(result.threshold)} up")
         self.bar.set_values(result.probability, result.threshold, colour)
         self.severity.setText(f"  Severity {result.severity}/6 · {result.severity_name}  ")

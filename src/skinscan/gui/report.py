@@ -134,7 +134,8 @@ def paint_report(painter: QPainter, device: QPaintDevice, item: HistoryItem) -> 
         advice = f"Recommendation: {result.recommendation}" if result.recommendation else ""
         y += _text(painter, QRectF(MARGIN, y, content, 120), advice, _font(24, bold=True))
     else:
-        y += _text(painter, QRectF(MARGIN, y, content, 70), "Cannot be judged", _font(48, bold=True), "#b26a00")
+        headline = result.display_label or "Cannot judge this photo"
+        y += _text(painter, QRectF(MARGIN, y, content, 70), headline, _font(48, bold=True), "#b26a00")
         y += 10 + _text(painter, QRectF(MARGIN, y + 10, content, 200), result.reason or "", _font(24))
     # the disclaimer in a box at the foot of the page
     font = _font(22, italic=True)

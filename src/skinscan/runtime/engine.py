@@ -24,7 +24,7 @@ from skinscan.core.diagnosis import DIAGNOSES, most_likely
 from skinscan.core.errors import ModelFormatError, ModelNotFoundError, SkinscanError
 from skinscan.core.preprocess import Box, analysed_box, prepare_pixels, to_input
 from skinscan.core.quality import Quality, measure_quality
-from skinscan.core.severity import DEFAULT_SCALE, SeverityStep, severity_for
+from skinscan.core.severity import CANNOT_JUDGE, DEFAULT_SCALE, SeverityStep, severity_for
 from skinscan.core.spec import METADATA_KEY, ModelSpec
 from skinscan.runtime.budget import DecodeBudget, limit_heap_retention
 from skinscan.runtime.checks import refusal_reason
@@ -263,6 +263,8 @@ class Engine:
     ) -> Prediction:
         return Prediction(
             status="rejected",
+            verdict=CANNOT_JUDGE.headline,
+            verdict_code=CANNOT_JUDGE.code,
             threshold=self.threshold,
             reason=reason,
             quality=quality,
@@ -276,6 +278,8 @@ class Engine:
         step = severity_for(prob, self.threshold, self.scale)
         result = Prediction(
             status="ok",
+            verdict=step.verdict.headline,
+            verdict_code=step.verdict.code,
             threshold=self.threshold,
             probability=prob,
             label=self.spec.class_names[1] if prob >= self.threshold else self.spec.class_names[0],

@@ -30,11 +30,11 @@ def printable(text: str) -> str:
 def format_line(path: Path, result: Prediction, heatmap: Path | None = None) -> str:
     """One image's result as one line of text for a person (control characters escaped)."""
     if result.status != "ok":
-        line = f"{path}: rejected: {result.reason}"
+        line = f"{path}: {result.display_label}: {result.reason}"
     else:
         line = (
-            f"{path}: {result.label:<9} probability {result.probability:.3f} "
-            f"(threshold {result.threshold:.3f})  severity {result.severity}/6 {result.severity_name}"
+            f"{path}: {result.display_label} · probability of malignancy {result.probability:.3f} ({result.label} "
+            f"at threshold {result.threshold:.3f}) · severity {result.severity}/6 {result.severity_name}"
         )
         if result.diagnoses:
             line += f"  most likely: {result.likely_diagnoses}"

@@ -18,7 +18,7 @@ from skinscan import DISCLAIMER
 HeatmapFn = Callable[[], np.ndarray]
 HEATMAP_KEY = "heatmap_png"
 # the columns of `skinscan predict --csv` and of the desktop app's export, so either file reads like the other
-CSV_FIELDS = ["path", "status", "label", "probability", "severity", "severity_name", "threshold", "reason"]
+CSV_FIELDS = ["path", "status", "verdict", "label", "probability", "severity", "severity_name", "threshold", "reason"]
 
 
 def public(
@@ -61,10 +61,23 @@ class Prediction:
     """
 
     status: str = field(metadata=public('"ok", or "rejected" when the input checks refuse the image', decode=str))
+    verdict: str | None = field(
+        default=None,
+        metadata=public("the headline: what to do, in words for a person (\"Have a doctor look at it\"); the same "
+                        "words in every interface"),
+    )  # fmt: skip
+    verdict_code: str | None = field(
+        default=None,
+        metadata=public("the verdict for programs: low_concern, see_doctor, see_doctor_soon, or cannot_judge for a "
+                        "rejected image"),
+    )  # fmt: skip
     probability: float | None = field(
         default=None, metadata=public("calibrated probability of malignancy", encode=_rounded, decode=float)
     )
-    label: str | None = field(default=None, metadata=public())
+    label: str | None = field(
+        default=None, metadata=public("the class name on the probability's side of the threshold (kept for the seed's "
+                                      "clients; show `verdict` to people)"),
+    )  # fmt: skip
     severity: int | None = field(default=None, metadata=public("1 (no concern) to 6", decode=int))
     severity_name: str | None = field(default=None, metadata=public())
     description: str | None = field(default=None, metadata=public())
@@ -114,8 +127,9 @@ class Prediction:
 
     @property
     def display_label(self) -> str:
-        """The class name as a heading: "Malignant", "Benign"."""
-        return (self.label or "").capitalize()
+        """The heading a person sees: the verdict ("Have a doctor look at it"); the class name from a server too old
+        to send one."""
+        return self.verdict or (self.label or "").capitalize()
 
     @property
     def heatmap(self) -> np.ndarray | None:

@@ -146,10 +146,13 @@
     setStatus(card, "ok");
     card.element.style.setProperty("--severity", result.colour || "#555");
     const malignant = result.probability >= result.threshold;
-    part(".badge").textContent = capitalise(result.label);
+    // the headline is what to do; a server too old to send one gets its class name shown instead
+    part(".badge").textContent = result.verdict || capitalise(result.label);
     part(".badge").dataset.label = malignant ? "malignant" : "benign";
+    part(".badge").dataset.verdict = result.verdict_code || "";
     part(".severity").textContent = `Severity ${result.severity} of 6 · ${result.severity_name}`;
-    part(".probability-text").textContent = `Probability of malignancy: ${percent(result.probability)}`;
+    part(".probability-text").textContent = `Probability of malignancy: ${percent(result.probability)} ` +
+      `(${malignant ? "at or above" : "below"} the threshold of ${percent(result.threshold)})`;
     const bar = part(".bar");
     bar.setAttribute("aria-valuenow", String(Math.round(result.probability * 100)));
     bar.setAttribute("aria-label", `Probability of malignancy ${percent(result.probability)}, threshold ${percent(result.threshold)}`);
@@ -176,7 +179,7 @@
       toggle.closest(".toggle").hidden = true;
     }
     part(".meta").textContent = modelLine(result);
-    announce(`${card.file.name}: ${result.label}, probability of malignancy ${percent(result.probability)}, ` +
+    announce(`${card.file.name}: ${result.verdict || result.label}, probability of malignancy ${percent(result.probability)}, ` +
       `severity ${result.severity} of 6, ${result.severity_name}.`);
   }
 
@@ -236,7 +239,7 @@
     if (response.ok && body && body.status === "ok") {
       showVerdict(card, body);
     } else if (response.ok && body && body.status === "rejected") {
-      showProblem(card, "rejected", "This photo cannot be judged", body.reason, false);
+      showProblem(card, "rejected", body.verdict || "Cannot judge this photo", body.reason, false);
       card.part(".meta").textContent = modelLine(body);
     } else if (response.status === 401) {
       $("key-form").hidden = false;
