@@ -67,3 +67,11 @@ def test_predict_with_no_model_argument_uses_the_bundled_model(shared_data: Path
     )
     assert result.returncode == 0, result.stderr
     assert '"status": "ok"' in result.stdout or '"status": "rejected"' in result.stdout
+
+
+def test_the_heatmaps_scale_holds_for_the_bundled_network(bundled: Engine) -> None:
+    # core/heatmap.py reads a cell's value as the logit the photo would have if it all looked like that cell; that
+    # holds exactly when the logit is the map's mean (global average pooling into a linear head)
+    batch = np.random.default_rng(0).normal(size=(3, 3, 224, 224)).astype(np.float32)
+    out = bundled.run_outputs(batch)
+    assert np.allclose(out["cam"].reshape(3, -1).mean(axis=1), out["logit"], atol=1e-4)

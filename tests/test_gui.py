@@ -139,7 +139,9 @@ def test_drop_shows_the_result_heatmap_and_scales(open_window: Any, qtbot: Any, 
     assert view.pixmap is not None and view.pixmap.width() == 320  # the image itself
     window.heatmap_action.trigger()
     assert window.state.show_heatmap and window.preview_panel.showing_heatmap
-    assert "heatmap" in window.preview_panel.caption.text()
+    legend = item.result.heatmap_legend
+    assert legend and legend in window.preview_panel.caption.text()
+    assert window.preview_panel.ramp.isVisible()
     window.heatmap_action.trigger()
     assert not window.preview_panel.showing_heatmap
 

@@ -16,6 +16,7 @@ from live_server import live_server, plain_settings
 from skinscan import DISCLAIMER
 from skinscan.api.app import create_app
 from skinscan.core.errors import SkinscanError
+from skinscan.core.heatmap import BELOW_THRESHOLD_LEGEND
 from skinscan.runtime.engine import Engine
 from synthetic import lesion_bytes
 
@@ -126,8 +127,12 @@ def test_upload_shows_a_result_card_with_heatmap_toggle(page: Any, engine: Engin
     width, height = overlay.evaluate("img => [img.naturalWidth, img.naturalHeight]")
     assert width > 0 and width == height
     assert overlay.bounding_box() == card.locator(".preview").bounding_box()
+    # the legend comes with it, in the server's words: this benign photo is below the threshold, so uncoloured
+    expect(card.locator(".heatmap-legend")).to_be_visible()
+    expect(card.locator(".legend-text")).to_have_text(BELOW_THRESHOLD_LEGEND)
     card.get_by_label("Show heatmap").uncheck()
     expect(overlay).to_be_hidden()
+    expect(card.locator(".heatmap-legend")).to_be_hidden()
 
 
 def test_the_likely_diagnoses_show_where_the_model_names_them(

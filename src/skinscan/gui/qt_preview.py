@@ -6,7 +6,12 @@ from qtpy.QtCore import QRectF, QSize, Qt
 from qtpy.QtGui import QColor, QPainter, QPaintEvent, QPen, QPixmap
 from qtpy.QtWidgets import QLabel, QSizePolicy, QVBoxLayout, QWidget
 
+from skinscan.core.heatmap import HEATMAP_LEGEND, RAMP_HEX
 from skinscan.gui.state import AppState, Event
+
+RAMP_STYLE = "border-radius: 4px; background: qlineargradient(x1:0, y1:0, x2:1, y2:0, {});".format(
+    ", ".join(f"stop:{i / (len(RAMP_HEX) - 1):g} {colour}" for i, colour in enumerate(RAMP_HEX))
+)
 
 PLACEHOLDER = "Drop images or a folder here\nor press Ctrl+O to select an image"
 
@@ -76,9 +81,17 @@ class PreviewPanel(QWidget):
         self.caption.setObjectName("caption")
         self.caption.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.caption.setWordWrap(True)
+        # the heatmap's colour scale, yellow at the threshold to red at the highest severity, while it is shown
+        self.ramp = QLabel(self)
+        self.ramp.setObjectName("heatmapRamp")
+        self.ramp.setFixedHeight(10)
+        self.ramp.setStyleSheet(RAMP_STYLE)
+        self.ramp.setToolTip("left: the model's threshold; right: the highest severity")
+        self.ramp.setVisible(False)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(8, 8, 8, 8)
         layout.addWidget(self.view, 1)
+        layout.addWidget(self.ramp)
         layout.addWidget(self.caption)
         self.showing_heatmap = False
         for event in (Event.CURRENT, Event.DISPLAY):
@@ -88,6 +101,7 @@ class PreviewPanel(QWidget):
     def refresh(self) -> None:
         item = self.state.current
         self.showing_heatmap = False
+        self.ramp.setVisible(False)
         if item is None:
             self.view.set_image(None)
             self.caption.setText("")
@@ -96,7 +110,9 @@ class PreviewPanel(QWidget):
         if self.state.show_heatmap and overlay:
             self.showing_heatmap = True
             self.view.set_image(overlay)
-            self.caption.setText(f"{item.name} — heatmap: where the model looked (red: most)")
+            legend = item.result.heatmap_legend if item.result and item.result.heatmap_legend else HEATMAP_LEGEND
+            self.ramp.setVisible(True)
+            self.caption.setText(f"{item.name}\n{legend}")
             return
         pending = "Analysing…" if item.pending else "No preview: the file could not be read as an image"
         self.view.set_image(item.preview, placeholder=pending)

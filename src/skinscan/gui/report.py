@@ -7,10 +7,22 @@ import os
 from pathlib import Path
 
 from qtpy.QtCore import QMarginsF, QRectF, QSizeF, Qt
-from qtpy.QtGui import QColor, QFont, QImage, QPageLayout, QPageSize, QPaintDevice, QPainter, QPdfWriter, QPixmap
+from qtpy.QtGui import (
+    QColor,
+    QFont,
+    QImage,
+    QLinearGradient,
+    QPageLayout,
+    QPageSize,
+    QPaintDevice,
+    QPainter,
+    QPdfWriter,
+    QPixmap,
+)
 
 from skinscan import DISCLAIMER, __version__
 from skinscan.core.errors import SkinscanError
+from skinscan.core.heatmap import HEATMAP_LEGEND, RAMP_HEX
 from skinscan.gui.qt_result import BAR_COLOURS, NEUTRAL, paint_probability_bar, text_colour_on
 from skinscan.gui.state import HistoryItem, percent
 
@@ -77,6 +89,23 @@ def _text(painter: QPainter, rect: QRectF, text: str, font: QFont, colour: str =
     return used.height()
 
 
+def _legend(painter: QPainter, box: QRectF, legend: str) -> float:
+    """The heatmap's colour scale with its two ends named, and the legend's sentence; returns the height used."""
+    gradient = QLinearGradient(box.left(), 0, box.right(), 0)
+    for i, colour in enumerate(RAMP_HEX):
+        gradient.setColorAt(i / (len(RAMP_HEX) - 1), QColor(colour))
+    painter.setPen(Qt.PenStyle.NoPen)
+    painter.setBrush(gradient)
+    painter.drawRoundedRect(QRectF(box.left(), box.top(), box.width(), 16), 8, 8)
+    ends = QRectF(box.left(), box.top() + 20, box.width(), 30)
+    painter.setFont(_font(18))
+    painter.setPen(QColor("#5c6370"))
+    painter.drawText(ends, int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop), "threshold")
+    painter.drawText(ends, int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignTop), "highest severity")
+    text = QRectF(box.left(), box.top() + 50, box.width(), box.height() - 50)
+    return 50 + _text(painter, text, legend, _font(20), "#3b4048")
+
+
 def _picture(painter: QPainter, box: QRectF, data: bytes | None, caption: str) -> None:
     pixmap = QPixmap()
     if not data or not pixmap.loadFromData(data):
@@ -107,9 +136,11 @@ def paint_report(painter: QPainter, device: QPaintDevice, item: HistoryItem) -> 
     half = (content - 40) / 2
     picture_height = 520.0
     _picture(painter, QRectF(MARGIN, y, half, picture_height), item.preview, "Image")
-    heat_caption = "Heatmap: where the model looked (red: most)"
-    _picture(painter, QRectF(MARGIN + half + 40, y, half, picture_height), result.overlay_png, heat_caption)
-    y += picture_height + 30
+    _picture(painter, QRectF(MARGIN + half + 40, y, half, picture_height), result.overlay_png, "Heatmap")
+    y += picture_height + 10
+    if result.overlay_png:
+        y += _legend(painter, QRectF(MARGIN, y, content, 150), result.heatmap_legend or HEATMAP_LEGEND)
+    y += 20
     if result.ok:
         colour = result.colour or NEUTRAL
         y += _text(painter, QRectF(MARGIN, y, content, 70), result.display_label, _font(52, bold=True), colour) + 6

@@ -22,6 +22,7 @@ from PIL import Image
 from skinscan.core.calibration import Calibration
 from skinscan.core.diagnosis import DIAGNOSES, most_likely
 from skinscan.core.errors import ModelFormatError, ModelNotFoundError, SkinscanError
+from skinscan.core.heatmap import BELOW_THRESHOLD_LEGEND, HEATMAP_LEGEND, cell_logits, colourise, decision_heat
 from skinscan.core.preprocess import Box, analysed_box, prepare_pixels, to_input
 from skinscan.core.quality import Quality, measure_quality
 from skinscan.core.severity import CANNOT_JUDGE, DEFAULT_SCALE, SeverityStep, severity_for
@@ -70,26 +71,7 @@ def default_threads() -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
 
-_JET = np.array(
-    [[0, 0, 128], [0, 0, 255], [0, 128, 255], [0, 255, 255], [128, 255, 128], [255, 255, 0], [255, 128, 0],
-     [255, 0, 0], [128, 0, 0]], dtype=np.float32
-)  # fmt: skip
-
-
-def _jet_lut() -> np.ndarray:
-    pos = np.linspace(0, len(_JET) - 1, 256)
-    low = np.floor(pos).astype(np.int32)
-    high = np.minimum(low + 1, len(_JET) - 1)
-    frac = (pos - low)[:, None]
-    return (_JET[low] * (1 - frac) + _JET[high] * frac).astype(np.uint8)
-
-
-_JET_LUT = _jet_lut()
-
-
-def colourise(heat: np.ndarray) -> np.ndarray:
-    """[0, 1] map → uint8 RGB through a 256-entry jet-like table (no matplotlib on the hot path)."""
-    return _JET_LUT[(np.clip(heat, 0, 1) * 255).astype(np.uint8)]
+_OUTSIDE = -1e6  # the logit given to pixels outside the analysed region: never coloured
 
 
 def original_size(image: Image.Image) -> tuple[int, int]:
@@ -248,7 +230,9 @@ class Engine:
                     if reason is not None:
                         results[i] = self._rejected(reason, images[i], qualities[i], dist)
                         continue
-                results[i] = self._verdict(float(probs[j]), images[i], cams[j], qualities[i], dist, heatmap)
+                results[i] = self._verdict(
+                    float(probs[j]), float(outputs["logit"][j]), images[i], cams[j], qualities[i], dist, heatmap
+                )
                 if diagnoses is not None:
                     codes = self.spec.diagnoses or DIAGNOSES  # a spec written by hand may leave them out
                     results[i].diagnoses = most_likely(diagnoses[j], codes)  # type: ignore[union-attr]
@@ -273,7 +257,14 @@ class Engine:
         )
 
     def _verdict(
-        self, prob: float, image: Image.Image, cam: np.ndarray, quality: dict[str, float], dist: float, heatmap: bool
+        self,
+        prob: float,
+        logit: float,
+        image: Image.Image,
+        cam: np.ndarray,
+        quality: dict[str, float],
+        dist: float,
+        heatmap: bool,
     ) -> Prediction:
         step = severity_for(prob, self.threshold, self.scale)
         result = Prediction(
@@ -293,21 +284,26 @@ class Engine:
             image_size=original_size(image),
         )
         if heatmap:
-            result.heatmap_fn, result.overlay_png = self.render_heatmap(cam, image)
+            result.heatmap_fn, result.overlay_png = self.render_heatmap(cam, image, logit)
+            result.heatmap_legend = HEATMAP_LEGEND if prob >= self.threshold else BELOW_THRESHOLD_LEGEND
         return result
 
     # --- heatmap -------------------------------------------------------------------------------------
 
-    def render_heatmap(self, cam: np.ndarray, image: Image.Image, max_side: int = 512) -> tuple[HeatmapFn, bytes]:
-        """The CAM as a lazily computed [0, 1] map the size of the input image (its original size, also when a
-        large JPEG was decoded at reduced scale), and a PNG of it laid over the image at display size.
+    def render_heatmap(
+        self, cam: np.ndarray, image: Image.Image, logit: float, max_side: int = 512
+    ) -> tuple[HeatmapFn, bytes]:
+        """The CAM on the decision's scale (core/heatmap.py) as a lazily computed map the size of the input image
+        (its original size, also when a large JPEG was decoded at reduced scale; 0 where uncoloured, up to 1 at
+        the highest severity), and a PNG of it laid over the image at display size.
 
         The full-size map is only built when asked for: for a 12-megapixel photo it is 48 MB of floats, while
         the overlay that the API and the apps show needs a few hundred pixels a side.
         """
         cam = np.asarray(cam, dtype=np.float32)
-        lo, hi = float(cam.min()), float(cam.max())
-        norm = (cam - lo) / (hi - lo) if hi - lo > 1e-6 else np.zeros_like(cam)
+        # a map whose mean is the logit gives each cell's logit directly; one that sums contributions is rescaled
+        mean_map = abs(float(cam.mean()) - float(logit)) <= 1e-3 * max(1.0, abs(float(logit)))
+        cells = cell_logits(cam, float(logit), 1.0 if mean_map else float(cam.size))
         w, h = original_size(image)
         factor = min(1.0, max_side / max(w, h))
         size = (max(1, round(w * factor)), max(1, round(h * factor)))
@@ -315,23 +311,33 @@ class Engine:
         sx, sy = w / image.width, h / image.height
         left, top, right, bottom = analysed_box(image, self.spec.crop)
         box = (round(left * sx), round(top * sy), round(right * sx), round(bottom * sy))
-        heat_small = self._place_cam(norm, (w, h), box, factor)
+
+        above = float(self.calibration.apply(np.array([logit]))[0]) >= self.threshold
+
+        def heat_at(scale: float) -> np.ndarray:
+            placed = self._place_cam(cells, (w, h), box, scale, fill=_OUTSIDE)
+            return decision_heat(placed, self.threshold, self.calibration, self.scale, above_threshold=above)
+
+        heat_small = heat_at(factor)
         base = np.asarray(image.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0), dtype=np.float32)
-        alpha = (0.15 + 0.45 * heat_small)[..., None]
-        blended = base + (colourise(heat_small) - base) * alpha
+        colours, alpha = colourise(heat_small)
+        blended = base + (colours - base) * alpha[..., None]
         buffer = io.BytesIO()
         Image.fromarray(blended.astype(np.uint8)).save(buffer, format="PNG", compress_level=1)
-        return (lambda: self._place_cam(norm, (w, h), box, 1.0)), buffer.getvalue()
+        return (lambda: np.maximum(heat_at(1.0), 0.0)), buffer.getvalue()
 
     @staticmethod
-    def _place_cam(norm: np.ndarray, size: tuple[int, int], analysed: Box, factor: float) -> np.ndarray:
-        """The normalised CAM resized onto the analysed region of an image of `size`, all scaled by `factor`."""
+    def _place_cam(
+        norm: np.ndarray, size: tuple[int, int], analysed: Box, factor: float, fill: float = 0.0
+    ) -> np.ndarray:
+        """A CAM-sized map resized onto the analysed region of an image of `size` (`fill` elsewhere), all scaled by
+        `factor`."""
         w, h = size
         left, top, right, bottom = analysed
         out_w, out_h = max(1, round(w * factor)), max(1, round(h * factor))
         box = [round(v * factor) for v in (left, top, right, bottom)]
         region = (max(1, box[2] - box[0]), max(1, box[3] - box[1]))
-        placed = np.zeros((out_h, out_w), dtype=np.float32)
+        placed = np.full((out_h, out_w), fill, dtype=np.float32)
         placed[box[1] : box[1] + region[1], box[0] : box[0] + region[0]] = np.asarray(
             Image.fromarray(norm).resize(region, Image.Resampling.BILINEAR)
         )[: out_h - box[1], : out_w - box[0]]

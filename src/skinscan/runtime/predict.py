@@ -15,6 +15,7 @@ from skinscan import DISCLAIMER
 from skinscan.core.errors import SkinscanError
 from skinscan.runtime.engine import Engine
 from skinscan.runtime.imaging import walk_inputs
+from skinscan.runtime.legend import with_legend
 from skinscan.runtime.result import CSV_FIELDS, Prediction
 
 HEATMAP_FIELD = "heatmap_path"  # the JSON field and CSV column naming the heatmap file written for an image
@@ -96,7 +97,9 @@ def run_predict(args: argparse.Namespace) -> int:
         written = None
         if target is not None and result.overlay_png:
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(result.overlay_png)
+            target.write_bytes(
+                with_legend(result.overlay_png, result.heatmap_legend)
+            )  # a file on its own says what its colours mean
             written, data[HEATMAP_FIELD] = target, str(target)
         rows.append(data)
         print(json.dumps(data) if args.json else format_line(path, result, written), flush=True)

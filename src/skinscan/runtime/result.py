@@ -98,6 +98,10 @@ class Prediction:
         metadata=public("with ?heatmap=true: the overlay as a base64 PNG", key=HEATMAP_KEY, json_type=str | None,
                         encode=lambda png: base64.b64encode(png).decode("ascii"), decode=_from_base64),
     )  # fmt: skip
+    heatmap_legend: str | None = field(
+        default=None,
+        metadata=public("with ?heatmap=true: what the heatmap's colours mean, in words to show beside it"),
+    )
     diagnoses: list[dict[str, Any]] | None = field(
         default=None,
         metadata=public("where the model has a diagnosis output: the three most likely of seven diagnoses, most "

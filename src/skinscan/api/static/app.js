@@ -128,6 +128,7 @@
     part(".retry").addEventListener("click", element.retry);
     part(".heatmap-toggle").addEventListener("change", (event) => {
       part(".overlay").hidden = !event.target.checked;
+      part(".heatmap-legend").hidden = !event.target.checked || !part(".legend-text").textContent;
     });
     return card;
   }
@@ -172,8 +173,11 @@
     if (result.heatmap_png) {
       const overlay = part(".overlay");
       overlay.src = `data:image/png;base64,${result.heatmap_png}`;
-      overlay.alt = "Heatmap: the regions that weighed most in the result, from blue (little) to red (most)";
+      const legend = result.heatmap_legend || "";
+      overlay.alt = legend || "Heatmap of the regions that weighed most in the result";
       overlay.hidden = !toggle.checked;
+      part(".legend-text").textContent = legend;
+      part(".heatmap-legend").hidden = !toggle.checked || !legend;
       toggle.disabled = false;
     } else {
       toggle.closest(".toggle").hidden = true;
