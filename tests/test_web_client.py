@@ -263,6 +263,17 @@ def test_phone_sized_screen(browser: Any, server_url: str) -> None:
     assert page.evaluate("document.documentElement.scrollWidth") <= 390  # nothing wider than the screen
     box = card.bounding_box()
     assert box["x"] >= 0 and box["x"] + box["width"] <= 390
+    # the threshold's label never writes over the scale's ends, wherever the threshold lies
+    ends = card.locator(".scale > span:not(.threshold-text)")
+    label = card.locator(".threshold-text").bounding_box()
+    for i in range(ends.count()):
+        end = ends.nth(i).bounding_box()
+        apart = (
+            label["y"] >= end["y"] + end["height"]
+            or label["x"] >= end["x"] + end["width"]
+            or label["x"] + label["width"] <= end["x"]
+        )
+        assert apart, (label, end)
     watch.check()
     context.close()
 
