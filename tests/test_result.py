@@ -14,7 +14,7 @@ from skinscan.runtime.result import Prediction
 ANSWER_KEYS = [
     "status", "verdict", "verdict_code", "probability", "label", "severity", "severity_name", "description",
     "recommendation", "colour",
-    "threshold", "reason", "image_size", "heatmap_png", "heatmap_legend", "diagnoses", "disclaimer",
+    "threshold", "reason", "image_size", "heatmap_png", "heatmap_legend", "diagnoses", "site", "disclaimer",
 ]  # fmt: skip
 
 

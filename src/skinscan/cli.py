@@ -147,7 +147,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
             low, high = row["rate_ci"]
             print(f"  {row['group']:<8} {row['kind']:<9} {row['called_malignant']:>5}/{row['n']:<5} {row['rate']:.3f}  "
                   f"(95% CI {low:.3f}–{high:.3f})")  # fmt: skip
-    print(f"report: {args.out}/report.html")
+    print(f"report: {Path(args.out) / 'report.html'}")  # not report//report.html for --out report/
     return 0
 
 
@@ -320,7 +320,73 @@ def _add_predict(sub: Any) -> None:
         "--max-mb", type=positive_number, help="refuse image files larger than this many MB (default: the decoder's)"
     )
     p.add_argument("--no-checks", action="store_true", help="judge even images that fail the input checks")
+    _add_site_option(p)
     p.set_defaults(func=_run_predict)
+
+
+def _add_site_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--site", default=os.environ.get("SKINSCAN_SITE") or None, metavar="SITE_JSON",
+        help="a site profile from `skinscan calibrate-site` (default: $SKINSCAN_SITE): the clinic's calibration "
+        "and threshold",
+    )  # fmt: skip
+
+
+# --- calibrate-site ---------------------------------------------------------------------------------
+
+
+def _add_calibrate_site(sub: Any) -> None:
+    p = sub.add_parser(
+        "calibrate-site", help="fit a clinic's own calibration and threshold on its labelled photos",
+        description="Fit a site profile on a clinic's labelled images and report what to expect, measured on "
+        "held-out folds of those images.",
+    )  # fmt: skip
+    p.add_argument("data", help="the clinic's labelled images: a dataset folder or CSV (any layout skinscan reads)")
+    p.add_argument("--out", required=True, help="the site profile to write (site.json); report.html goes beside it")
+    p.add_argument("--sensitivity", type=probability, default=0.90, help="the sensitivity to aim for (default 0.90)")
+    p.add_argument("--model", help="model.onnx or its folder (default: the bundled model)")
+    p.add_argument("--split", help="only this split of the data")
+    p.add_argument("--name", help="the profile's name (default: the data folder's name)")
+    p.add_argument("--adapt", choices=("auto", "always", "never"), default="auto",
+                   help="fit a new head on the model's features: auto (with enough images, when it beats "
+                   "recalibration on held-out folds), always, or never")  # fmt: skip
+    p.add_argument("--refit-checks", action="store_true",
+                   help="widen the input checks' limit so that 99%% of the site's images pass")  # fmt: skip
+    p.add_argument("--folds", type=int, default=5, help="cross-fitting folds (default 5)")
+    p.set_defaults(func=_run_calibrate_site)
+
+
+def _run_calibrate_site(args: argparse.Namespace) -> int:
+    from skinscan.evaluation.site import calibrate_site
+
+    if args.folds < 2:
+        raise ConfigError(f"--folds must be 2 or more, not {args.folds}")
+    summary = calibrate_site(
+        args.data, args.out, model=args.model, sensitivity=args.sensitivity, split=args.split, name=args.name,
+        adapt=args.adapt, refit_checks=args.refit_checks, folds=args.folds,
+    )  # fmt: skip
+    active = summary["profile"]["active"]
+    for key in ("before", "recalibrated", "adapted"):
+        m = summary.get(key)
+        if m is None:
+            continue
+        tag = " (active)" if key == active else ""
+        sens, spec = m["sensitivity"], m["specificity"]
+        print(f"{key + tag:<22} sensitivity {sens:.3f} {_ci(m['sensitivity_ci'])}  specificity {spec:.3f} "
+              f"{_ci(m['specificity_ci'])}  AUC {_opt(m['auc'])}  ECE {_opt(m['ece'])}")  # fmt: skip
+    for note in summary["notes"]:
+        print(f"note: {note}")
+    out = Path(args.out)
+    print(f"wrote {out} and {out.with_name('report.html')} (held-out folds: {summary['folds']})")
+    return 0
+
+
+def _ci(ci: Sequence[float] | None) -> str:
+    return f"({ci[0]:.3f}–{ci[1]:.3f})" if ci else "(no interval)"
+
+
+def _opt(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3f}"
 
 
 def _run_predict(args: argparse.Namespace) -> int:
@@ -403,8 +469,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 _COMMANDS: list[Callable[[Any], None]] = [
-    _add_predict, _add_serve, _add_evaluate, _add_train, _add_export, _add_refit, _add_quantize, _add_import_keras,
-    _add_models, _add_gui,
+    _add_predict, _add_serve, _add_evaluate, _add_calibrate_site, _add_train, _add_export, _add_refit, _add_quantize,
+    _add_import_keras, _add_models, _add_gui,
 ]  # fmt: skip
 
 

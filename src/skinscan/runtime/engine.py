@@ -21,7 +21,7 @@ from PIL import Image
 
 from skinscan.core.calibration import Calibration
 from skinscan.core.diagnosis import DIAGNOSES, most_likely
-from skinscan.core.errors import ModelFormatError, ModelNotFoundError, SkinscanError
+from skinscan.core.errors import ConfigError, ModelFormatError, ModelNotFoundError, SkinscanError
 from skinscan.core.heatmap import BELOW_THRESHOLD_LEGEND, HEATMAP_LEGEND, cell_logits, colourise, decision_heat
 from skinscan.core.preprocess import Box, analysed_box, prepare_pixels, to_input
 from skinscan.core.quality import Quality, measure_quality
@@ -32,6 +32,7 @@ from skinscan.runtime.checks import refusal_reason
 from skinscan.runtime.imaging import DEFAULT_MAX_BYTES, ImageSource, load_image
 from skinscan.runtime.result import HeatmapFn, Prediction
 from skinscan.runtime.session import import_onnxruntime
+from skinscan.runtime.site import SiteProfile, load_site
 
 MODEL_ENV = "SKINSCAN_MODEL"
 
@@ -89,6 +90,8 @@ class Engine:
         threshold: override the spec's operating threshold.
         check_inputs: refuse unjudgeable images (quality and not-a-lesion checks).
         max_pixels, max_bytes, min_side: decoding limits.
+        site: a clinic's site profile (runtime/site.py), a path to one or the profile: its calibration, threshold,
+            input-check limit and perhaps adapted head replace the model's own; `threshold` still overrides.
         decode_budget: the memory that this engine's decodes may hold at once (shared by the threads calling it);
             None → DecodeBudget() (256 MB, waits up to 10 s for room).
         scale: the severity scale.
@@ -107,6 +110,7 @@ class Engine:
         max_bytes: int | None = DEFAULT_MAX_BYTES,
         min_side: int = 32,
         decode_budget: DecodeBudget | None = None,
+        site: str | os.PathLike[str] | SiteProfile | None = None,
         scale: tuple[SeverityStep, ...] = DEFAULT_SCALE,
         spin: bool = True,
     ) -> None:
@@ -127,8 +131,23 @@ class Engine:
         except Exception as exc:  # onnxruntime raises its own untyped errors for any unreadable file
             raise ModelFormatError(f"cannot load model {self.path}: {exc}") from exc
         self.spec = self._read_spec()
-        self.threshold = self.spec.threshold if threshold is None else float(threshold)
+        self.site = load_site(site) if isinstance(site, str | os.PathLike) else site
+        self.ood_threshold = self.spec.ood_threshold
         self.calibration = Calibration(self.spec.temperature, self.spec.logit_bias)
+        default_threshold = self.spec.threshold
+        if self.site is not None:
+            if self.site.model_id != self.spec.id:
+                raise ConfigError(
+                    f"the site profile {self.site.name!r} was fitted for model {self.site.model_id}, not "
+                    f"{self.spec.id}: fit one for this model with `skinscan calibrate-site`"
+                )
+            if self.site.adapted is not None and "features" not in self._output_names():
+                raise ConfigError(f"the site profile {self.site.name!r} needs a model with a features output")
+            self.calibration = Calibration(self.site.temperature, self.site.bias)
+            default_threshold = self.site.threshold
+            if self.site.ood_threshold is not None:
+                self.ood_threshold = self.site.ood_threshold
+        self.threshold = default_threshold if threshold is None else float(threshold)
         self.check_inputs = check_inputs
         self.max_pixels, self.max_bytes, self.min_side = max_pixels, max_bytes, min_side
         self.decode_budget = decode_budget if decode_budget is not None else DecodeBudget()
@@ -149,10 +168,21 @@ class Engine:
             raise ModelFormatError(f"{self.path} carries no skinscan spec (no model.json beside it either)")
         return ModelSpec.from_json(meta[METADATA_KEY])
 
+    def _output_names(self) -> list[str]:
+        return [o.name for o in self.session.get_outputs()]
+
     @property
     def info(self) -> dict[str, Any]:
-        """The model card as a JSON-ready dict."""
-        return {**self.spec.to_dict(), "threshold": self.threshold, "path": str(self.path)}
+        """The model card as a JSON-ready dict, with the site profile in use (or None)."""
+        site = self.site.summary() if self.site is not None else None
+        return {**self.spec.to_dict(), "threshold": self.threshold, "path": str(self.path), "site": site}
+
+    def site_logits(self, outputs: dict[str, np.ndarray]) -> np.ndarray:
+        """The logits this engine decides on: the model's own, or its site's adapted head's on the pooled features."""
+        head = self.site.adapted if self.site is not None else None
+        if head is None:
+            return np.asarray(outputs["logit"], dtype=np.float64)
+        return head.logits(outputs["features"], outputs["logit"])
 
     # --- core --------------------------------------------------------------------------------------
 
@@ -222,17 +252,20 @@ class Engine:
             order = list(pixels)
             outputs = self.run_outputs(to_input(np.stack([pixels[i] for i in order]), self.spec.preprocess))
             cams, dists, diagnoses = outputs["cam"], outputs["ood"], outputs.get("diagnosis")
-            probs = self.calibration.apply(outputs["logit"])
+            decided = self.site_logits(outputs)
+            probs = self.calibration.apply(decided)
             for j, i in enumerate(order):
                 dist = float(dists[j])
                 if self.check_inputs:
-                    reason = refusal_reason(measures[i], limits, dist, self.spec.ood_threshold)
+                    reason = refusal_reason(measures[i], limits, dist, self.ood_threshold)
                     if reason is not None:
                         results[i] = self._rejected(reason, images[i], qualities[i], dist)
                         continue
+                logit = float(outputs["logit"][j])
                 results[i] = self._verdict(
-                    float(probs[j]), float(outputs["logit"][j]), images[i], cams[j], qualities[i], dist, heatmap
-                )
+                    float(probs[j]), (logit, float(decided[j]) - logit), images[i], cams[j], qualities[i], dist,
+                    heatmap,
+                )  # fmt: skip
                 if diagnoses is not None:
                     codes = self.spec.diagnoses or DIAGNOSES  # a spec written by hand may leave them out
                     results[i].diagnoses = most_likely(diagnoses[j], codes)  # type: ignore[union-attr]
@@ -246,6 +279,7 @@ class Engine:
         self, reason: str, image: Image.Image, quality: dict[str, float], dist: float | None = None
     ) -> Prediction:
         return Prediction(
+            site=self.site.summary() if self.site is not None else None,
             status="rejected",
             verdict=CANNOT_JUDGE.headline,
             verdict_code=CANNOT_JUDGE.code,
@@ -259,7 +293,7 @@ class Engine:
     def _verdict(
         self,
         prob: float,
-        logit: float,
+        logit: tuple[float, float],
         image: Image.Image,
         cam: np.ndarray,
         quality: dict[str, float],
@@ -268,6 +302,7 @@ class Engine:
     ) -> Prediction:
         step = severity_for(prob, self.threshold, self.scale)
         result = Prediction(
+            site=self.site.summary() if self.site is not None else None,
             status="ok",
             verdict=step.verdict.headline,
             verdict_code=step.verdict.code,
@@ -284,18 +319,20 @@ class Engine:
             image_size=original_size(image),
         )
         if heatmap:
-            result.heatmap_fn, result.overlay_png = self.render_heatmap(cam, image, logit)
+            result.heatmap_fn, result.overlay_png = self.render_heatmap(cam, image, *logit)
             result.heatmap_legend = HEATMAP_LEGEND if prob >= self.threshold else BELOW_THRESHOLD_LEGEND
         return result
 
     # --- heatmap -------------------------------------------------------------------------------------
 
     def render_heatmap(
-        self, cam: np.ndarray, image: Image.Image, logit: float, max_side: int = 512
+        self, cam: np.ndarray, image: Image.Image, logit: float, shift: float = 0.0, max_side: int = 512
     ) -> tuple[HeatmapFn, bytes]:
         """The CAM on the decision's scale (core/heatmap.py) as a lazily computed map the size of the input image
         (its original size, also when a large JPEG was decoded at reduced scale; 0 where uncoloured, up to 1 at
-        the highest severity), and a PNG of it laid over the image at display size.
+        the highest severity), and a PNG of it laid over the image at display size. `logit` is the model's own;
+        `shift` moves every cell by what a site's adapted head adds to it (the head sees only pooled features, so
+        its change is spread evenly over the map).
 
         The full-size map is only built when asked for: for a 12-megapixel photo it is 48 MB of floats, while
         the overlay that the API and the apps show needs a few hundred pixels a side.
@@ -303,7 +340,7 @@ class Engine:
         cam = np.asarray(cam, dtype=np.float32)
         # a map whose mean is the logit gives each cell's logit directly; one that sums contributions is rescaled
         mean_map = abs(float(cam.mean()) - float(logit)) <= 1e-3 * max(1.0, abs(float(logit)))
-        cells = cell_logits(cam, float(logit), 1.0 if mean_map else float(cam.size))
+        cells = cell_logits(cam, float(logit), 1.0 if mean_map else float(cam.size)) + np.float32(shift)
         w, h = original_size(image)
         factor = min(1.0, max_side / max(w, h))
         size = (max(1, round(w * factor)), max(1, round(h * factor)))
@@ -312,7 +349,7 @@ class Engine:
         left, top, right, bottom = analysed_box(image, self.spec.crop)
         box = (round(left * sx), round(top * sy), round(right * sx), round(bottom * sy))
 
-        above = float(self.calibration.apply(np.array([logit]))[0]) >= self.threshold
+        above = float(self.calibration.apply(np.array([logit + shift]))[0]) >= self.threshold
 
         def heat_at(scale: float) -> np.ndarray:
             placed = self._place_cam(cells, (w, h), box, scale, fill=_OUTSIDE)

@@ -78,7 +78,7 @@ def _judge(engine: Engine, path: Path, *, heatmap: bool) -> Prediction | str:
 def run_predict(args: argparse.Namespace) -> int:
     # without --max-mb, the decoder's own limit on the bytes of one file (its default is the one place it is set)
     limits: dict[str, Any] = {} if args.max_mb is None else {"max_bytes": int(args.max_mb * 1024 * 1024)}
-    engine = Engine(args.model, threshold=args.threshold, check_inputs=not args.no_checks, **limits)
+    engine = Engine(args.model, threshold=args.threshold, check_inputs=not args.no_checks, site=args.site, **limits)
     images = list(walk_inputs(args.inputs))
     heatmap_dir = Path(args.heatmap) if args.heatmap else None
     targets: Sequence[Path | None] = heatmap_paths(images, heatmap_dir) if heatmap_dir else [None] * len(images)

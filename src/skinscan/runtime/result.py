@@ -108,6 +108,11 @@ class Prediction:
                         "likely first ({code, name, probability, malignant}); a screening aid's guess, not a diagnosis",
                         decode=list),
     )  # fmt: skip
+    site: dict[str, Any] | None = field(
+        default=None,
+        metadata=public("the site profile in use, where one is (name, created, images, expected sensitivity and "
+                        "specificity at this clinic); null for the model's own operating point", decode=dict),
+    )  # fmt: skip
     disclaimer: str = field(default=DISCLAIMER, metadata=public(required=True))  # every answer carries it
     ood_distance: float | None = None
     quality: dict[str, float] = field(default_factory=dict)
