@@ -35,6 +35,8 @@ HAM_SOURCE = "ham10000"
 _ISIC_CLASSES = ("MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC")
 _LABEL_WORDS = {"benign": 0, "0": 0, "malignant": 1, "1": 1}
 IMAGE_COLUMNS = ("path", "file", "image")
+# a first run has no data: the README (also the description of the wheel) says where each collection comes from
+WHERE_TO_GET_DATA = 'the README\'s section "Data" says where to get the public datasets and how to lay them out'
 # Diagnosis words (lower-cased; the ISIC 2020 `diagnosis` column) → DIAGNOSES, by HAM10000's own grouping:
 # its bkl holds seborrheic keratoses, solar lentigines and lichenoid keratoses. "" = no diagnosis.
 DX_ALIASES = {
@@ -378,7 +380,7 @@ def load_records(path: str | Path, split: str | None = None, *, skip_bad: bool =
     root = Path(path)
     skipped: list[str] = []
     if not root.exists():
-        raise DataError(f"{root} does not exist")
+        raise DataError(f"{root} does not exist; {WHERE_TO_GET_DATA}")
     if root.is_file():
         records = _load_csv_file(root, split, skip_bad, skipped)
     else:
