@@ -66,9 +66,12 @@ def test_test_installs_the_cpu_build_of_torch_first(needs_make: None, tmp_path: 
 
 
 def test_a_python_without_venv_is_told_to_install_python3_venv(needs_make: None, tmp_path: Path) -> None:
-    # a stand-in for Debian's python3 without python3-venv: `python3 -m venv` fails
+    # a stand-in for Debian's python3 without python3-venv: `-m venv DIR` makes DIR/bin, then fails for want of
+    # ensurepip; its `-c` succeeds, so that this test installs no Debian package
     python = tmp_path / "python3"
-    python.write_text("#!/bin/sh\necho 'Error: ensurepip is not available' >&2\nexit 1\n")
+    python.write_text(
+        '#!/bin/sh\n[ "$1" = -c ] && exit 0\nmkdir -p "$3/bin"\necho "Error: ensurepip is not available" >&2\nexit 1\n'
+    )
     python.chmod(0o755)
     venv = tmp_path / "venv"
     result = make("install-serve", f"PYTHON={python}", venv=venv)
