@@ -11,8 +11,8 @@ BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
 HOST   ?= 127.0.0.1
 PORT   ?= 9889
-# Where pip finds torch==2.13.0. Empty: pip's own configuration (this machine's local CPU build). Elsewhere
-# PyPI's torch is a multi-GB CUDA build; TORCH_INDEX=https://download.pytorch.org/whl/cpu gets the CPU build.
+# Where pip finds torch==2.13.0. Empty: pip's own configuration (the project's machines: a CPU build on disk).
+# Elsewhere PyPI's is a multi-GB CUDA build; TORCH_INDEX=https://download.pytorch.org/whl/cpu gets the CPU one.
 TORCH_INDEX ?=
 
 # Debian packages. The desktop app's: the libraries that PyQt5's xcb platform plugin and Qt's own libraries
