@@ -159,10 +159,6 @@ def test_the_serve_environment_has_no_torch_and_stays_small(serve_env: Path) -> 
     assert size_mb < SERVE_LIMIT_MB
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cli._run_evaluate does not yet _require the [evaluate] extra: a serve-only install gets a traceback",
-)
 def test_evaluate_without_its_extra_names_the_extra(serve_env: Path, outside: Path) -> None:
     command = [str(serve_env / "bin" / "skinscan"), "evaluate", str(outside), "--out", str(outside / "report")]
     result = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=outside, env=clean_env())

@@ -23,7 +23,8 @@ EXIT_BROKEN_PIPE = 141
 
 _EXTRA_OF = {
     "torch": "train", "onnx": "train", "fastapi": "serve", "uvicorn": "serve", "python_multipart": "serve",
-    "qtpy": "gui", "PyQt5": "gui", "h5py": "train",
+    "qtpy": "gui", "PyQt5": "gui", "h5py": "train", "sklearn": "evaluate", "matplotlib": "evaluate",
+    "pydantic_settings": "serve",
 }  # fmt: skip
 
 
@@ -116,6 +117,8 @@ def _add_evaluate(sub: Any) -> None:
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
+    _require("sklearn")
+    _require("matplotlib")
     from skinscan.evaluation.evaluate import evaluate
 
     if args.n_boot < 0:
@@ -357,6 +360,8 @@ def _add_calibrate_site(sub: Any) -> None:
 
 
 def _run_calibrate_site(args: argparse.Namespace) -> int:
+    _require("sklearn")
+    _require("matplotlib")
     from skinscan.evaluation.site import calibrate_site
 
     if args.folds < 2:
@@ -432,6 +437,7 @@ def _run_serve(args: argparse.Namespace) -> int:
     _require("fastapi")
     _require("uvicorn")
     _require("python_multipart")
+    _require("pydantic_settings")
     from skinscan.api.server import serve
     from skinscan.api.settings import Settings
 
