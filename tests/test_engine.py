@@ -153,3 +153,22 @@ def test_a_trim_square_model_places_its_heatmap_on_the_trimmed_region(tiny_model
     assert heat[:390].max() == 0 and heat[2210:].max() == 0  # nothing on the bars
     assert heat[420:2180, 320:2080].min() >= 0 and heat[420:2180, 320:2080].max() > 0  # the analysed square
     assert heat[1000, :280].max() == 0 and heat[1000, 2120:].max() == 0  # left and right of the square
+
+
+def test_a_greyscale_photo_is_refused_and_asked_for_in_colour(engine: Engine) -> None:
+    from skinscan.runtime.checks import NOT_IN_COLOUR
+
+    colour = Image.open(io.BytesIO(lesion_bytes(True, seed=11, size=128)))
+    assert engine.predict(colour).status == "ok"
+    grey = engine.predict(colour.convert("L"))  # a one-channel file, as a scanner or a "mono" filter writes
+    assert (grey.status, grey.reason, grey.probability) == ("rejected", NOT_IN_COLOUR, None)
+    assert engine.predict(colour.convert("L").convert("RGB")).reason == NOT_IN_COLOUR  # grey in three channels too
+    assert "colour photo" in NOT_IN_COLOUR
+
+
+def test_a_bright_blue_image_is_not_called_dark(engine: Engine) -> None:
+    from skinscan.runtime.checks import NOT_A_LESION
+
+    p = engine.predict(Image.new("RGB", (200, 200), (0, 0, 255)))
+    assert (p.status, p.reason) == ("rejected", NOT_A_LESION)
+    assert p.quality["brightness"] > 100  # its brightest channel, not its luminance of about 17
