@@ -10,17 +10,24 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.transforms import Bbox
 from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 
 from skinscan import DISCLAIMER
 from skinscan.evaluation.metrics import (
+    CI_BOOTSTRAP,
+    CI_OFF,
+    CI_TOO_FEW,
+    CI_UNDEFINED,
+    CI_WILSON,
     METRIC_KEYS,
     classification_report_text,
     rates_by_group,
     reliability_bins,
     wilson_interval,
 )
-from skinscan.evaluation.plots import _grid_sample, plot_grid
+from skinscan.evaluation.plots import CAPTION_CHARS, _grid_sample, grid_figure, plot_grid, short_name
 from skinscan.evaluation.report import compute_metrics, write_evaluation
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -220,3 +227,115 @@ def test_reports_import_neither_torch_nor_qt_nor_pyplot() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+# --- intervals that do not collapse on small data, and a readable grid (issue 15, item 7) ---------------------------
+
+
+def test_npv_hand_computed() -> None:
+    m = compute_metrics(Y, P, 0.5, n_boot=0)
+    assert m["npv"] == pytest.approx(4 / 5, abs=1e-4)  # tn=4 of the 5 benign calls
+    assert m["counts"] == {"accuracy": [7, 10], "sensitivity": [3, 4], "specificity": [4, 6], "precision": [3, 5],
+                           "npv": [4, 5]}  # fmt: skip
+    assert set(m["ci_method"].values()) == {CI_OFF}
+
+
+def test_proportions_get_wilson_intervals_that_do_not_collapse_on_small_data() -> None:
+    """10 of 10 right: a bootstrap resamples 10 of 10 every time and says 1.0000–1.0000; Wilson says 0.72–1."""
+    y = np.array([0] * 5 + [1] * 5)
+    m = compute_metrics(y, np.where(y == 1, 0.9, 0.1), 0.5, n_boot=200)
+    assert m["accuracy_ci"] == wilson_interval(10, 10) == pytest.approx([0.7225, 1.0], abs=1e-4)
+    for key in ("sensitivity", "specificity", "precision", "npv"):
+        assert m[f"{key}_ci"] == wilson_interval(5, 5), key
+        assert m["ci_method"][key] == CI_WILSON
+    # an AUC of 1 from 5 + 5 cases, and F1 and balanced accuracy of 1: the bootstrap cannot bound them
+    for key in ("auc", "balanced_accuracy", "f1"):
+        assert m[f"{key}_ci"] is None and m["ci_method"][key] == CI_TOO_FEW, key
+    # the same counts at a large size have intervals from both methods, every one of them of some width
+    big = compute_metrics(*_synthetic(400), 0.5, n_boot=200)
+    assert {big["ci_method"][k] for k in METRIC_KEYS} == {CI_WILSON, CI_BOOTSTRAP}
+    assert all(big[f"{k}_ci"][0] < big[f"{k}_ci"][1] for k in METRIC_KEYS)
+
+
+@pytest.mark.parametrize(("n_benign", "n_malignant"), [(40, 4), (4, 40), (2, 2), (30, 0)])
+def test_auc_interval_on_tiny_or_one_sided_data_is_never_a_point(n_benign: int, n_malignant: int) -> None:
+    y = np.array([0] * n_benign + [1] * n_malignant)
+    prob = np.random.default_rng(0).random(y.size)
+    m = compute_metrics(y, prob, 0.5, n_boot=300)
+    assert m["auc_ci"] is None
+    assert m["ci_method"]["auc"] == (CI_TOO_FEW if n_malignant else CI_UNDEFINED)
+    for key in METRIC_KEYS:  # no metric's interval, however it was had, is of zero width
+        ci = m[f"{key}_ci"]
+        assert ci is None or ci[0] < ci[1], (key, ci)
+
+
+def test_bootstrap_that_never_varies_is_not_enough_data() -> None:
+    # 12 of each class, perfectly ranked: enough cases for an AUC interval, but every resample has AUC 1
+    y = np.array([0] * 12 + [1] * 12)
+    m = compute_metrics(y, np.linspace(0.01, 0.99, 24), 0.5, n_boot=300)
+    assert m["auc"] == 1.0 and m["auc_ci"] is None and m["ci_method"]["auc"] == CI_TOO_FEW
+
+
+def test_report_names_each_interval_and_shows_no_zero_width_one(tmp_path: Path) -> None:
+    y = np.array([0] * 5 + [1] * 5)
+    write_evaluation(tmp_path, y, np.where(y == 1, 0.9, 0.1), 0.5, n_boot=200)
+    page = (tmp_path / "report.html").read_text()
+    assert not re.search(r"(\d\.\d{4}) – \1", page)  # the "1.0000 – 1.0000" of issue 15
+    rows = {m.group(1): m.group(0) for m in re.finditer(r"<tr><td>([^<]+)</td>.*?</tr>", page)}
+    sensitivity = rows["Sensitivity (malignant recall)"]
+    assert "Wilson score" in sensitivity and "5 of 5" in sensitivity
+    assert "0.7225 – 1.0000" in rows["Accuracy"]
+    assert "not enough data" in rows["ROC AUC"] and "not enough data" in rows["F1 (malignant)"]
+    assert "percentile bootstrap: too few cases" in rows["F1 (malignant)"]  # the interval it would have had
+    assert "Negative predictive value (NPV)" in rows
+    big = tmp_path / "big"
+    write_evaluation(big, *_synthetic(300), 0.5, n_boot=100)
+    assert "percentile bootstrap, 100 resamples" in (big / "report.html").read_text()
+
+
+@pytest.mark.parametrize(
+    ("name", "shown"),
+    [
+        ("isic2017:images/ISIC_0000000.jpg", "ISIC_0000000.jpg"),
+        ("ham10000:ISIC_0024306", "ISIC_0024306"),
+        ("isic-mvb:train/benign/12.jpg", "12.jpg"),
+        ("clinic:photos/very_long_clinic_photo_name_2023-01-01.jpeg", "very_long…01-01.jpeg"),
+        (r"C:\photos\mole.jpg", "mole.jpg"),
+    ],
+)  # fmt: skip
+def test_short_name_is_the_file_name_shortened_in_the_middle(name: str, shown: str) -> None:
+    assert short_name(name) == shown
+    assert len(short_name(name)) <= CAPTION_CHARS
+
+
+def _boxes_overlap(a: Bbox, b: Bbox) -> bool:
+    return a.x0 < b.x1 and b.x0 < a.x1 and a.y0 < b.y1 and b.y0 < a.y1
+
+
+@pytest.mark.parametrize("n", [1, 3, 8, 10, 48, 120])
+def test_grid_captions_are_readable_and_nothing_overlaps(n: int) -> None:
+    """Each caption names the file (whole, or shortened in the middle), the probability and the true label; the
+    title, the captions and the images are laid out apart, for a single row as for six."""
+    y, prob = _synthetic(n, seed=n)
+    thumbs = [np.full((40, 40, 3), 120, dtype=np.uint8)] * n
+    names = [f"clinic:photos/a_rather_long_photo_name_{i:04d}.jpeg" for i in range(n)]
+    fig = grid_figure(thumbs, prob, y, 0.5, names=names)
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    fig.draw(renderer)  # the layout is set as the figure is drawn
+    axes = fig.axes
+    assert len(axes) == min(n, 48)
+    for ax in axes:
+        caption = ax.title.get_text().splitlines()
+        assert len(caption) == 2 and caption[0].startswith("a_rather_") and caption[0].endswith(".jpeg")
+        assert "…" in caption[0] and re.fullmatch(r"(WRONG )?p=\d\.\d\d · true (benign|malignant)", caption[1])
+    title = fig._suptitle
+    assert title is not None
+    texts = [title.get_window_extent(renderer)] + [ax.title.get_window_extent(renderer) for ax in axes]
+    images = [ax.get_window_extent(renderer) for ax in axes]
+    boxes = texts + images
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1 :]:
+            assert not _boxes_overlap(a, b), (a, b)
+    # and all of it inside the picture
+    page = fig.bbox
+    assert all(page.x0 <= b.x0 and b.x1 <= page.x1 and page.y0 <= b.y0 and b.y1 <= page.y1 for b in boxes)

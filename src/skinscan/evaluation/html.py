@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from skinscan import DISCLAIMER
-from skinscan.evaluation.metrics import CLASS_NAMES, METRIC_KEYS
+from skinscan.evaluation.metrics import CI_BOOTSTRAP, CI_TOO_FEW, CI_WILSON, CLASS_NAMES, METRIC_KEYS, PROPORTIONS
 
 METRIC_LABELS = {
     "auc": "ROC AUC",
@@ -18,6 +18,7 @@ METRIC_LABELS = {
     "sensitivity": "Sensitivity (malignant recall)",
     "specificity": "Specificity (benign recall)",
     "precision": "Precision (PPV)",
+    "npv": "Negative predictive value (NPV)",
     "f1": "F1 (malignant)",
     "ece": "Expected calibration error (lower is better)",
 }
@@ -51,16 +52,25 @@ def _fmt(value: Any) -> str:
 
 
 def _metrics_table(metrics: Mapping[str, Any]) -> str:
+    methods: Mapping[str, str] = metrics.get("ci_method", {})
+    counts: Mapping[str, Sequence[int]] = metrics.get("counts", {})
     rows = []
     for key in METRIC_KEYS:
         ci = metrics.get(f"{key}_ci")
-        ci_text = f"{_fmt(ci[0])} – {_fmt(ci[1])}" if ci else "n/a"
+        method = methods.get(key, "")
+        ci_text = f"{_fmt(ci[0])} – {_fmt(ci[1])}" if ci else CI_TOO_FEW if method == CI_TOO_FEW else "n/a"
+        if method == CI_BOOTSTRAP:
+            method = f"{method}, {metrics.get('n_boot')} resamples"
+        elif method == CI_TOO_FEW:  # which interval it would have had, and why there is none
+            why = "no cases to count" if key in PROPORTIONS else "too few cases, or every resample alike"
+            method = f"{CI_WILSON if key in PROPORTIONS else CI_BOOTSTRAP}: {why}"
+        count = f"{counts[key][0]} of {counts[key][1]}" if key in counts else ""
         label = escape(METRIC_LABELS.get(key, key))
         rows.append(
             f'<tr><td>{label}</td><td class="num">{escape(_fmt(metrics.get(key)))}</td>'
-            f'<td class="num">{escape(ci_text)}</td></tr>'
+            f'<td class="num">{escape(count)}</td><td class="num">{escape(ci_text)}</td><td>{escape(method)}</td></tr>'
         )
-    head = "<tr><th>Metric</th><th>Value</th><th>95 % CI (bootstrap)</th></tr>"
+    head = "<tr><th>Metric</th><th>Value</th><th>cases</th><th>95 % interval</th><th>interval</th></tr>"
     return f"<table>{head}{''.join(rows)}</table>"
 
 
@@ -165,7 +175,11 @@ def write_report_html(
 {_info_table(info, metrics)}
 <h2>Metrics</h2>
 <p class="note">Malignant is the positive class; a case is called malignant when its probability is at or above the
-threshold. Intervals are percentile bootstrap 95 % intervals over resampled cases.</p>
+threshold. The proportions (accuracy, sensitivity, specificity, PPV, NPV: a count of cases out of a count of cases,
+shown under "cases") have Wilson score 95 % intervals, which stay honest on small counts and on rates of 0 or 1. The
+other metrics have percentile bootstrap 95 % intervals over resampled cases; where the cases are too few for the
+bootstrap to vary (a handful of one class, or every resample alike), the interval says "not enough data" rather than
+show a range of zero width. The last column names each metric's interval.</p>
 {_metrics_table(metrics)}
 <h2>Confusion matrix</h2>
 {_confusion_table(metrics)}

@@ -1,4 +1,5 @@
-"""Binary screening metrics (benign 0 / malignant 1) with seed-deterministic bootstrap confidence intervals."""
+"""Binary screening metrics (benign 0 / malignant 1) with 95 % intervals: Wilson score intervals for the
+proportions, seed-deterministic percentile bootstrap intervals for the rest."""
 
 from __future__ import annotations
 
@@ -11,7 +12,28 @@ from numpy.typing import ArrayLike, NDArray
 from sklearn.metrics import classification_report
 
 CLASS_NAMES = ("benign", "malignant")
-METRIC_KEYS = ("auc", "accuracy", "balanced_accuracy", "sensitivity", "specificity", "precision", "f1", "ece")
+METRIC_KEYS = (
+    "auc", "accuracy", "balanced_accuracy", "sensitivity", "specificity", "precision", "npv", "f1", "ece",
+)  # fmt: skip
+# The metrics that are a count of cases out of a count of cases, as (hits, of) in confusion-matrix cells: each gets
+# a Wilson interval, which a bootstrap cannot replace on small data (10 of 10 resamples to 10 of 10 every time).
+PROPORTIONS = {
+    "accuracy": (("tp", "tn"), ("tp", "tn", "fp", "fn")),
+    "sensitivity": (("tp",), ("tp", "fn")),
+    "specificity": (("tn",), ("tn", "fp")),
+    "precision": (("tp",), ("tp", "fp")),
+    "npv": (("tn",), ("tn", "fn")),
+}
+# How each interval was had, as metrics.json's `ci_method` and the report name them.
+CI_WILSON = "Wilson score"
+CI_BOOTSTRAP = "percentile bootstrap"
+CI_TOO_FEW = "not enough data"
+CI_OFF = "not computed (n_boot is 0)"
+CI_UNDEFINED = "no value"
+# Below these counts a bootstrap's resamples take only a handful of distinct values, so their percentiles are no
+# interval: an AUC from under 5 cases of a class, any other bootstrap metric from under 10 cases.
+MIN_CLASS_FOR_AUC_CI = 5
+MIN_CASES_FOR_BOOTSTRAP_CI = 10
 ECE_BINS = 15
 # Bound the (resamples x cases) count matrix to ~4M cells so memory stays flat for large test sets.
 _MAX_CELLS = 4_000_000
@@ -142,6 +164,7 @@ def _stats(weights: NDArray[np.float64], lv: _Levels) -> dict[str, NDArray[np.fl
         "sensitivity": sensitivity,
         "specificity": specificity,
         "precision": _safe_div(tp, tp + fp),
+        "npv": _safe_div(tn, tn + fn),
         "f1": _safe_div(2 * tp, 2 * tp + fp + fn),
         "ece": ece,
         "tp": tp,
@@ -154,7 +177,7 @@ def _stats(weights: NDArray[np.float64], lv: _Levels) -> dict[str, NDArray[np.fl
 def _bootstrap(lv: _Levels, n: int, n_boot: int, seed: int) -> dict[str, list[NDArray[np.float64]]]:
     rng = np.random.default_rng(seed)
     rows = max(1, _MAX_CELLS // n)
-    draws: dict[str, list[NDArray[np.float64]]] = {key: [] for key in METRIC_KEYS}
+    draws: dict[str, list[NDArray[np.float64]]] = {key: [] for key in METRIC_KEYS if key not in PROPORTIONS}
     for start in range(0, n_boot, rows):
         m = min(rows, n_boot - start)
         # Positions in the sorted order; drawing them directly is the same as resampling cases.
@@ -162,7 +185,7 @@ def _bootstrap(lv: _Levels, n: int, n_boot: int, seed: int) -> dict[str, list[ND
         flat = (np.arange(m)[:, None] * n + idx).ravel()
         weights = np.bincount(flat, minlength=m * n).reshape(m, n).astype(np.float64)
         stats = _stats(weights, lv)
-        for key in METRIC_KEYS:
+        for key in draws:
             draws[key].append(stats[key])
     return draws
 
@@ -175,54 +198,92 @@ def _interval(values: NDArray[np.float64]) -> list[float] | None:
     values = values[np.isfinite(values)]
     if values.size == 0:
         return None
-    low, high = np.percentile(values, [2.5, 97.5])
-    return [_round(low), _round(high)]
+    low, high = (_round(v) for v in np.percentile(values, [2.5, 97.5]))
+    # (nearly) every resample gave the same value, as all correct or a perfect ranking do: that is too little data
+    # for the bootstrap to bound the metric, not a metric known exactly
+    if low == high:
+        return None
+    return [low, high]
+
+
+def _bootstrap_ci(key: str, samples: list[NDArray[np.float64]], n: int, n_pos: int) -> tuple[list[float] | None, str]:
+    too_few = n < MIN_CASES_FOR_BOOTSTRAP_CI
+    if key == "auc":
+        too_few = too_few or min(n_pos, n - n_pos) < MIN_CLASS_FOR_AUC_CI
+    if too_few:
+        return None, CI_TOO_FEW
+    ci = _interval(np.concatenate(samples))
+    return ci, CI_BOOTSTRAP if ci is not None else CI_TOO_FEW
 
 
 def compute_metrics(
     y_true: ArrayLike, prob: ArrayLike, threshold: float, *, n_boot: int = 1000, seed: int = 0
 ) -> dict[str, Any]:
-    """Point metrics and percentile-bootstrap 95 % intervals for a benign/malignant classifier.
+    """Point metrics and 95 % intervals for a benign/malignant classifier.
 
     A case is labelled malignant when prob >= threshold. A rate whose denominator is zero (e.g. sensitivity
-    with no malignant cases, precision with no malignant predictions) is reported as 0.0. With only one class
-    present, AUC and its interval are None (JSON null); bootstrap resamples holding one class are skipped for
-    the AUC interval. ECE uses 15 equal-width bins of the malignancy probability vs the observed malignant rate.
+    with no malignant cases, precision with no malignant predictions) is reported as 0.0, without an interval.
+    With only one class present, AUC and its interval are None (JSON null). ECE uses 15 equal-width bins of the
+    malignancy probability vs the observed malignant rate.
+
+    The proportions (PROPORTIONS: accuracy, sensitivity, specificity, precision = PPV, NPV) get Wilson score
+    intervals of their counts; AUC, balanced accuracy, F1 and ECE get percentile bootstrap intervals over
+    resampled cases (resamples holding one class are skipped for the AUC), or None where the data are too few
+    for one (see MIN_CLASS_FOR_AUC_CI, MIN_CASES_FOR_BOOTSTRAP_CI) or every resample gives the same value.
+    `ci_method` says which each metric got.
 
     Args:
         y_true: 0 (benign) / 1 (malignant) per case.
         prob: predicted probability of malignancy per case, in [0, 1].
         threshold: operating point.
-        n_boot: bootstrap resamples (0 disables the intervals, which are then None).
+        n_boot: bootstrap resamples; 0 leaves out every interval (they are then None), for a quick look.
         seed: bootstrap seed; the same inputs and seed give the same intervals.
 
     Returns:
         A flat JSON-serialisable dict: each metric in METRIC_KEYS, `<metric>_ci` = [low, high] or None,
-        `threshold`, `n`, `n_malignant`, `confusion_matrix` = [[tn, fp], [fn, tp]] and `n_boot`; values rounded
-        to 4 decimals.
+        `ci_method` (metric → CI_WILSON, CI_BOOTSTRAP, CI_TOO_FEW, CI_OFF or CI_UNDEFINED), `counts` (proportion →
+        [hits, of]), `threshold`, `n`, `n_malignant`, `confusion_matrix` = [[tn, fp], [fn, tp]] and `n_boot`;
+        values rounded to 4 decimals.
     """
     y, p = check_predictions(y_true, prob)
     if n_boot < 0:
         raise ValueError(f"n_boot must be >= 0, got {n_boot}")
     n = int(y.size)
+    n_pos = int(y.sum())
     lv = _levels(y, p, float(threshold))
     point = _stats(np.ones((1, n)), lv)
+    cells = {k: int(point[k][0]) for k in ("tn", "fp", "fn", "tp")}
     draws = _bootstrap(lv, n, n_boot, seed) if n_boot > 0 else {}
 
     result: dict[str, Any] = {}
+    methods: dict[str, str] = {}
+    counts: dict[str, list[int]] = {}
     for key in METRIC_KEYS:
         value = float(point[key][0])
         if key == "ece":
             value = reliability_bins(y, p, ECE_BINS).ece  # the diagram's own number, so plot and JSON agree
         result[key] = _round(value) if np.isfinite(value) else None
-        ci = _interval(np.concatenate(draws[key])) if draws else None
-        result[f"{key}_ci"] = ci if result[key] is not None else None
-    tn, fp, fn, tp = (int(point[k][0]) for k in ("tn", "fp", "fn", "tp"))
+        ci: list[float] | None = None
+        if key in PROPORTIONS:
+            hits, of = (sum(cells[c] for c in part) for part in PROPORTIONS[key])
+            counts[key] = [hits, of]
+            if n_boot > 0:
+                ci = wilson_interval(hits, of)
+                methods[key] = CI_WILSON if ci is not None else CI_TOO_FEW
+        elif n_boot > 0:
+            ci, methods[key] = _bootstrap_ci(key, draws[key], n, n_pos)
+        if n_boot == 0:
+            methods[key] = CI_OFF
+        if result[key] is None:
+            ci, methods[key] = None, CI_UNDEFINED
+        result[f"{key}_ci"] = ci
     result.update(
+        ci_method=methods,
+        counts=counts,
         threshold=float(threshold),
         n=n,
-        n_malignant=int(y.sum()),
-        confusion_matrix=[[tn, fp], [fn, tp]],
+        n_malignant=n_pos,
+        confusion_matrix=[[cells["tn"], cells["fp"]], [cells["fn"], cells["tp"]]],
         n_boot=int(n_boot),
     )
     return result

@@ -195,31 +195,32 @@ def _grid_sample(probs: NDArray[np.float64], labels: NDArray[np.int64], threshol
     return errors + [rest[i] for i in picks]
 
 
-def plot_grid(
+# Longest file name a grid caption shows whole; a longer one keeps its start and its end (where the number and
+# the extension are) around an ellipsis.
+CAPTION_CHARS = 20
+
+
+def short_name(name: str, width: int = CAPTION_CHARS) -> str:
+    """The file name of a case's key or path ("isic2017:images/ISIC_0000000.jpg" → "ISIC_0000000.jpg"), shortened
+    in the middle to `width` characters when longer."""
+    base = name.replace("\\", "/").rsplit("/", 1)[-1].rsplit(":", 1)[-1] or name
+    if len(base) <= width:
+        return base
+    tail = (width - 1) // 2 + (width - 1) % 2
+    head = width - 1 - tail
+    return f"{base[:head]}…{base[-tail:]}"
+
+
+def grid_figure(
     thumbs: Sequence[NDArray[np.uint8]],
     probs: ArrayLike,
     labels: ArrayLike,
     threshold: float,
-    path: str | Path,
     *,
     names: Sequence[str] | None = None,
     max_images: int = 48,
-) -> Path:
-    """Write a grid of RGB thumbnails titled with predicted probability and true label; errors get a red frame
-    and "WRONG". Above max_images, shows the most confident errors first and then an even spread of the rest.
-
-    Args:
-        thumbs: HxWx3 uint8 images (sizes may differ).
-        probs: predicted probability of malignancy per image.
-        labels: true label per image, 0 (benign) / 1 (malignant).
-        threshold: operating point; prob >= threshold is a malignant call.
-        path: PNG to write.
-        names: optional short name per image (e.g. a file stem), shown in the title.
-        max_images: most thumbnails drawn.
-
-    Returns:
-        The PNG path.
-    """
+) -> Figure:
+    """The figure `plot_grid` writes (see there)."""
     y, p = check_predictions(labels, probs)
     if len(thumbs) != y.size:
         raise ValueError(f"{len(thumbs)} thumbnails but {y.size} probabilities")
@@ -234,12 +235,15 @@ def plot_grid(
     order = _grid_sample(p, y, threshold, max_images)
     cols = min(8, len(order))
     rows = math.ceil(len(order) / cols)
-    fig = Figure(figsize=(1.9 * cols, 2.15 * rows))
-    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.92, wspace=0.08, hspace=0.45)
+    # Constrained layout sets the room for the title and for each caption from their drawn size, so neither
+    # overlaps the other, nor a caption the image above it, however few rows there are.
+    # at least as wide as the two-line title, for a grid of one or two cases
+    fig = Figure(figsize=(max(1.9 * cols, 3.6), 2.2 * rows + 0.6), layout="constrained")
     n_wrong = int(np.sum((p >= threshold) != (y == 1)))
     fig.suptitle(
-        f"{len(order)} of {y.size} cases, threshold {threshold:.3g} — {n_wrong} misclassified in total (red frame)",
-        fontsize=11,
+        f"{len(order)} of {y.size} cases, threshold {threshold:.3g}\n"
+        f"{n_wrong} misclassified in total (red frame, WRONG)",
+        fontsize=10,
     )
     for slot, i in enumerate(order):
         ax = fig.add_subplot(rows, cols, slot + 1)
@@ -251,9 +255,36 @@ def plot_grid(
         for spine in ax.spines.values():
             spine.set_edgecolor(colour)
             spine.set_linewidth(4 if wrong else 1.5)
-        head = f"WRONG p={p[i]:.2f}" if wrong else f"p={p[i]:.2f}"
-        lines = [head, f"true: {CLASS_NAMES[y[i]]}"]
-        if names is not None:
-            lines.append(str(names[i])[:22])
+        lines = [short_name(str(names[i]))] if names is not None else []
+        lines.append(f"{'WRONG ' if wrong else ''}p={p[i]:.2f} · true {CLASS_NAMES[y[i]]}")
         ax.set_title("\n".join(lines), fontsize=7.5, color=colour, fontweight="bold" if wrong else "normal")
-    return _save(fig, path)
+    return fig
+
+
+def plot_grid(
+    thumbs: Sequence[NDArray[np.uint8]],
+    probs: ArrayLike,
+    labels: ArrayLike,
+    threshold: float,
+    path: str | Path,
+    *,
+    names: Sequence[str] | None = None,
+    max_images: int = 48,
+) -> Path:
+    """Write a grid of RGB thumbnails captioned with the file name, the predicted probability and the true label;
+    errors get a red frame and "WRONG". Above max_images, shows the most confident errors first and then an even
+    spread of the rest.
+
+    Args:
+        thumbs: HxWx3 uint8 images (sizes may differ).
+        probs: predicted probability of malignancy per image.
+        labels: true label per image, 0 (benign) / 1 (malignant).
+        threshold: operating point; prob >= threshold is a malignant call.
+        path: PNG to write.
+        names: optional key or path per image; its file name is shown (see `short_name`).
+        max_images: most thumbnails drawn.
+
+    Returns:
+        The PNG path.
+    """
+    return _save(grid_figure(thumbs, probs, labels, threshold, names=names, max_images=max_images), path)
