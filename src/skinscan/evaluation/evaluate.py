@@ -10,12 +10,12 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from skinscan.core.errors import DataError, InvalidImageError
+from skinscan.core.errors import ConfigError, DataError, InvalidImageError
 from skinscan.core.preprocess import prepare_pixels, to_input
 from skinscan.core.quality import measure_quality
 from skinscan.runtime.checks import refusal_reason
 from skinscan.training.duplicates import Duplicates, drop_same_images, find_manifests
-from skinscan.training.records import CLASS_NAMES, Record, SkippedRecords, load_records
+from skinscan.training.records import CLASS_NAMES, Record, SkippedRecords, list_splits, load_records
 
 # (logits, ood distances) of a normalised float32 batch
 BatchFn = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
@@ -118,6 +118,33 @@ def score_records(
     return {"records": kept, "prob": np.concatenate(probs), "rejected": np.array(rejected), "thumbs": thumbs}
 
 
+def load_split(data: str | Path, split: str | None, *, skip_bad: bool = False) -> list[Record]:
+    """The records of one split of the data (all of them for None); a split the data do not have is a usage error
+    (ConfigError) that names the splits they have, before any image is read.
+
+    A report of the wrong images under the asked-for name is worse than no report, and the data's own error for
+    it (a DataError) would read as unreadable data, not as a mistyped option.
+    """
+    if split is None:
+        return load_records(data, None, skip_bad=skip_bad)
+    splits = list_splits(Path(data))
+    if splits:
+        if split not in splits:
+            raise ConfigError(f"{data} has no split {split!r}; it has: {', '.join(splits)}")
+        return load_records(data, split, skip_bad=skip_bad)
+    root = Path(data)
+    if root.is_dir() and (root / split).is_dir():  # benign/ and malignant/ beside a SPLIT/ holding its own
+        return load_records(data, split, skip_bad=skip_bad)
+    # No list of splits: a folder per class, a CSV without a split column, or an official HAM10000 / ISIC 2018 file,
+    # which is one split of its own; the records say which.
+    records = load_records(data, None, skip_bad=skip_bad)
+    names = sorted({r.split for r in records} - {""})
+    if split not in names:
+        has = f"it has: {', '.join(names)}" if names else "it has no splits; leave out --split to use all of it"
+        raise ConfigError(f"{data} has no split {split!r}; {has}")
+    return [r for r in records if r.split == split]
+
+
 def evaluate(
     data: str | Path,
     *,
@@ -139,7 +166,7 @@ def evaluate(
 
     Args:
         data: any layout `load_records` reads.
-        split: the data's split ("test", "train", ...).
+        split: the data's split ("test", "train", ...); one the data do not have raises ConfigError.
         model: an exported model (file or folder) or a `.pt` checkpoint; None: the bundled model.
         threshold: overrides the model's threshold.
         tta: average the logits over flips and a rotation.
@@ -149,11 +176,11 @@ def evaluate(
     """
     from skinscan.evaluation.report import write_evaluation
 
-    records = load_records(data, split, skip_bad=skip_bad)
+    records = load_split(data, split, skip_bad=skip_bad)
     n_all = len(records)
     if exclude_same_as:
         dup = Duplicates.from_files([*find_manifests([data, *exclude_same_as]), *duplicates])
-        others = [r for p in exclude_same_as for r in load_records(p, exclude_split, skip_bad=skip_bad)]
+        others = [r for p in exclude_same_as for r in load_split(p, exclude_split, skip_bad=skip_bad)]
         records = drop_same_images(records, others, dup)
     scorer = Scorer(model)
     scored = score_records(records, scorer, tta=tta, skip_bad=skip_bad)
