@@ -134,3 +134,15 @@ def test_the_command_line_fits_and_predict_uses_it(site_data: Path, tiny_model_d
     bad = subprocess.run([*cli, "predict", str(photo), "--site", str(tmp_path / "nope.json")], capture_output=True,
                          text=True, timeout=120)  # fmt: skip
     assert bad.returncode == 2 and "cannot read the site profile" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_evaluate_with_a_site_uses_its_operating_point(
+    fitted: tuple[Path, dict], tiny_model_dir: Path, site_data: Path, tmp_path: Path
+) -> None:
+    from skinscan.evaluation.evaluate import evaluate
+
+    out, _ = fitted
+    profile = load_site(out)
+    metrics = evaluate(site_data, out=tmp_path / "e", model=str(tiny_model_dir), site=str(out), n_boot=0)
+    assert metrics["threshold"] == pytest.approx(profile.threshold)
+    assert "site profile" in (tmp_path / "e" / "report.html").read_text()

@@ -113,6 +113,7 @@ def _add_evaluate(sub: Any) -> None:
     p.add_argument("--duplicates", action="append", default=[], help="a same_image_as manifest (repeatable)")
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable images with a warning")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for the 95%% intervals")
+    _add_site_option(p)
     p.set_defaults(func=_run_evaluate)
 
 
@@ -136,8 +137,9 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         duplicates=args.duplicates,
         skip_bad=args.skip_bad,
         n_boot=args.n_boot,
+        site=args.site,
     )
-    keys = ("auc", "accuracy", "balanced_accuracy", "sensitivity", "specificity", "precision", "f1", "ece")
+    keys = ("auc", "accuracy", "balanced_accuracy", "sensitivity", "specificity", "precision", "npv", "f1", "ece")
     print(f"n={metrics['n']} ({metrics['n_malignant']} malignant), threshold {metrics['threshold']:.3f}")
     for k in keys:
         value, ci = metrics.get(k), metrics.get(f"{k}_ci")

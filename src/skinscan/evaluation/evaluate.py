@@ -24,24 +24,28 @@ BatchFn = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 class Scorer:
     """What evaluate needs of a model, whether exported (ONNX Runtime) or a checkpoint (torch)."""
 
-    def __init__(self, model: str | None) -> None:
+    def __init__(self, model: str | None, site: str | None = None) -> None:
         if model is not None and Path(model).suffix == ".pt":
+            if site is not None:
+                raise ConfigError("a site profile applies to an exported model, not a checkpoint")
             self._from_checkpoint(model)
         else:
-            self._from_export(model)
+            self._from_export(model, site)
 
-    def _from_export(self, model: str | None) -> None:
+    def _from_export(self, model: str | None, site: str | None) -> None:
         from skinscan.runtime.engine import Engine
 
-        engine = Engine(model)
+        engine = Engine(model, site=site)  # with a site: its calibration, threshold, limit and head
         spec = engine.spec
-        self.name, self.preprocess, self.threshold = f"{spec.id} (v{spec.version})", spec.preprocess, spec.threshold
+        self.name, self.preprocess, self.threshold = f"{spec.id} (v{spec.version})", spec.preprocess, engine.threshold
+        if engine.site is not None:
+            self.name += f" with the site profile {engine.site.name!r} ({engine.site.active})"
         self.calibrate = engine.calibration.apply
-        self.ood_threshold, self.quality = spec.ood_threshold, spec.quality_limits
+        self.ood_threshold, self.quality = engine.ood_threshold, spec.quality_limits
 
         def run(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            logit, _, ood = engine.run(batch)
-            return logit, ood
+            out = engine.run_outputs(batch)
+            return engine.site_logits(out), out["ood"]
 
         self.batch_fn: BatchFn = run
 
@@ -158,6 +162,7 @@ def evaluate(
     duplicates: Sequence[str] = (),
     skip_bad: bool = False,
     n_boot: int = 1000,
+    site: str | None = None,
 ) -> dict[str, Any]:
     """Evaluate a model on labelled data; writes metrics.json, predictions.csv, plots and report.html into `out`.
 
@@ -168,7 +173,8 @@ def evaluate(
         data: any layout `load_records` reads.
         split: the data's split ("test", "train", ...); one the data do not have raises ConfigError.
         model: an exported model (file or folder) or a `.pt` checkpoint; None: the bundled model.
-        threshold: overrides the model's threshold.
+        threshold: overrides the model's (or the site profile's) threshold.
+        site: a site profile (`calibrate-site`) to evaluate the model with.
         tta: average the logits over flips and a rotation.
         exclude_same_as: datasets whose photographs (and duplicates of them) are left out of the evaluation,
             e.g. the training data of a cross-source experiment.
@@ -182,7 +188,7 @@ def evaluate(
         dup = Duplicates.from_files([*find_manifests([data, *exclude_same_as]), *duplicates])
         others = [r for p in exclude_same_as for r in load_split(p, exclude_split, skip_bad=skip_bad)]
         records = drop_same_images(records, others, dup)
-    scorer = Scorer(model)
+    scorer = Scorer(model, site)
     scored = score_records(records, scorer, tta=tta, skip_bad=skip_bad)
     kept: list[Record] = scored["records"]
     y = np.array([r.label for r in kept])
