@@ -11,24 +11,24 @@ from typing import Any
 
 import uvicorn
 
-from skinscan.api.protocol import NoDelayProtocol
+from skinscan.api.connections import ConnectionLimits
+from skinscan.api.protocol import protocol_factory
 from skinscan.api.settings import Settings
 
 
 @contextmanager
-def live_uvicorn(app: Any) -> Iterator[tuple[str, uvicorn.Server]]:
+def live_uvicorn(app: Any, limits: ConnectionLimits | None = None) -> Iterator[tuple[str, uvicorn.Server]]:
     """Serve `app` on 127.0.0.1 until the block ends; yields its base URL (no trailing slash) and the server.
 
     The listening socket is bound here with proto 0, as uvicorn binds it for `skinscan serve --workers N`, and the
-    server runs the HTTP protocol `skinscan serve` runs.
+    server runs the HTTP protocol `skinscan serve` runs, under `limits` (default: the default settings').
     """
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     # log_config=None: leave the test process's logging alone; ws="none": no websockets import
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_config=None, http=NoDelayProtocol, ws="none", lifespan="on"
-    )
+    http = protocol_factory(limits or ConnectionLimits())
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, http=http, ws="none", lifespan="on")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
@@ -46,9 +46,9 @@ def live_uvicorn(app: Any) -> Iterator[tuple[str, uvicorn.Server]]:
 
 
 @contextmanager
-def live_server(app: Any) -> Iterator[str]:
+def live_server(app: Any, limits: ConnectionLimits | None = None) -> Iterator[str]:
     """Serve `app` on 127.0.0.1 until the block ends; yields its base URL (no trailing slash)."""
-    with live_uvicorn(app) as (url, _):
+    with live_uvicorn(app, limits) as (url, _):
         yield url
 
 

@@ -10,15 +10,25 @@ import anyio
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
+from starlette.types import ASGIApp
 
 from skinscan import DISCLAIMER, __version__
 from skinscan.api.deps import API_KEY_HEADER, EngineSlot
 from skinscan.api.errors import install_error_handlers
+from skinscan.api.middleware import HeadAsGetMiddleware, SecurityHeadersMiddleware
 from skinscan.api.routes import DESCRIPTION, STATIC_DIR, router
 from skinscan.api.settings import Settings
 from skinscan.runtime.engine import Engine
 
 log = logging.getLogger("skinscan.api")
+
+
+class SkinscanAPI(FastAPI):
+    """FastAPI with the security headers and HEAD outside everything else, Starlette's error middleware included:
+    middleware added the usual way runs inside it, and would miss the 500s it sends."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return SecurityHeadersMiddleware(HeadAsGetMiddleware(super().build_middleware_stack()))
 
 
 def create_app(engine: Engine | None = None, settings: Settings | None = None) -> FastAPI:
@@ -40,7 +50,7 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
             yield
             tasks.cancel_scope.cancel()
 
-    app = FastAPI(
+    app = SkinscanAPI(
         title="skinscan", version=__version__, description=f"{DESCRIPTION}\n\n{DISCLAIMER}", lifespan=lifespan,
         docs_url=None, redoc_url=None,  # the default docs load swagger-ui from a CDN; /docs is served locally
     )  # fmt: skip

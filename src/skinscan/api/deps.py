@@ -71,7 +71,9 @@ def check_api_key(request: Request, settings: Settings) -> None:
     """401 unless the request carries the configured API key (a no-op when none is configured)."""
     if settings.api_key is None:
         return
-    given = request.headers.get(API_KEY_HEADER, "")
-    expected = settings.api_key.get_secret_value()
-    if not hmac.compare_digest(given.encode(), expected.encode()):
+    # Starlette decodes header bytes as latin-1, so re-encoding gives back the bytes sent; a client sends a
+    # non-ASCII key as UTF-8, which is what the setting becomes
+    given = request.headers.get(API_KEY_HEADER, "").encode("latin-1")
+    expected = settings.api_key.get_secret_value().encode("utf-8")
+    if not hmac.compare_digest(given, expected):
         raise HTTPException(401, detail=f"missing or wrong API key: send it in the {API_KEY_HEADER} header")

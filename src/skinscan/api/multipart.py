@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from fastapi import HTTPException, Request
 from python_multipart.exceptions import FormParserError
-from python_multipart.multipart import MultipartParser, parse_options_header
+from python_multipart.multipart import MAX_BOUNDARY_LENGTH, MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect
 
 MAX_FORM_OVERHEAD = 64 * 1024  # part headers, boundaries and any small text fields beside the files
@@ -153,25 +153,29 @@ async def read_uploads(
     boundary = params.get(b"boundary")
     if not boundary:
         raise HTTPException(400, detail="the multipart/form-data Content-Type has no boundary")
+    if len(boundary) > MAX_BOUNDARY_LENGTH:  # RFC 2046 allows 70; python-multipart, and so we, up to this
+        raise HTTPException(400, detail=f"the multipart boundary is {len(boundary)} characters long: the most "
+                                        f"allowed is {MAX_BOUNDARY_LENGTH} (RFC 2046 asks for at most 70)")  # fmt: skip
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limits.max_body_bytes:
         raise HTTPException(413, detail=_too_large_text(limits))
     collector = _Collector(wanted, limits, stop_on_too_large=stop_on_too_large)
-    parser = MultipartParser(
-        boundary,
-        {
-            "on_part_begin": collector.on_part_begin,
-            "on_header_field": collector.on_header_field,
-            "on_header_value": collector.on_header_value,
-            "on_header_end": collector.on_header_end,
-            "on_headers_finished": collector.on_headers_finished,
-            "on_part_data": collector.on_part_data,
-            "on_part_end": collector.on_part_end,
-            "on_end": collector.on_end,
-        },
-    )
     received = 0
     try:
+        # inside the try: the constructor validates the boundary too, with the FormParserError handled below
+        parser = MultipartParser(
+            boundary,
+            {
+                "on_part_begin": collector.on_part_begin,
+                "on_header_field": collector.on_header_field,
+                "on_header_value": collector.on_header_value,
+                "on_header_end": collector.on_header_end,
+                "on_headers_finished": collector.on_headers_finished,
+                "on_part_data": collector.on_part_data,
+                "on_part_end": collector.on_part_end,
+                "on_end": collector.on_end,
+            },
+        )
         async for chunk in request.stream():
             received += len(chunk)
             if received > limits.max_body_bytes:

@@ -24,12 +24,6 @@ from skinscan.runtime.result import Prediction
 
 STATIC_DIR = Path(__file__).with_name("static")
 DESCRIPTION = "Skin-lesion screening: judges a dermoscopic or close-up photo of a skin lesion benign or malignant."
-# The pages load nothing from elsewhere, so they can say so; blob: and data: are the previews and heatmaps.
-PAGE_HEADERS = {
-    "Content-Security-Policy": "default-src 'self'; img-src 'self' blob: data:; frame-ancestors 'none'",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-}
 
 EngineDep = Annotated[Engine, Depends(get_engine)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
@@ -104,7 +98,7 @@ def _elapsed_ms(start: float) -> float:
 )
 async def index(request: Request, settings: SettingsDep, slot: SlotDep) -> Any:
     if prefers_html(request.headers.get("accept", "")):
-        return FileResponse(STATIC_DIR / "index.html", headers=PAGE_HEADERS)
+        return FileResponse(STATIC_DIR / "index.html")  # its CSP: api/middleware.py
     check_api_key(request, settings)
     model = None
     if slot.engine is not None:
@@ -200,7 +194,7 @@ async def predict_batch(
 
 @router.get("/docs", include_in_schema=False)
 async def docs() -> Response:
-    return FileResponse(STATIC_DIR / "docs.html", headers=PAGE_HEADERS)
+    return FileResponse(STATIC_DIR / "docs.html")
 
 
 def _batch_item(

@@ -11,7 +11,10 @@ from skinscan import __version__
 from skinscan.api.settings import Settings
 from skinscan.runtime.engine import resolve_model_path
 
-_PASSED_TO_WORKERS = ("model", "max_upload_mb", "max_batch_files", "api_key", "cors_origins", "threads", "threshold")
+_PASSED_TO_WORKERS = (
+    "model", "max_upload_mb", "max_batch_files", "api_key", "cors_origins", "threads", "threshold",
+    "header_timeout_s", "body_timeout_s", "read_timeout_s", "max_connections",
+)  # fmt: skip
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
@@ -35,12 +38,29 @@ def serve(settings: Settings) -> int:
     """
     import uvicorn
 
-    from skinscan.api.protocol import NoDelayProtocol
+    from skinscan.api.connections import (
+        ConnectionLimits,
+        accept_backlog,
+        connection_cap,
+        install_accept_error_filter,
+        raise_fd_limit,
+    )
+    from skinscan.api.protocol import protocol_factory
     from skinscan.api.workers import APP_FACTORY, can_share_port, run_workers
 
     settings = settings.model_copy(update={"model": str(resolve_model_path(settings.model))})
     print(f"skinscan {__version__}: serving {settings.model} at {settings.base_url}/ (Ctrl+C stops)", file=sys.stderr)
-    options: dict[str, Any] = {"http": NoDelayProtocol, "ws": "none", "lifespan": "on", "server_header": False}
+    fds = raise_fd_limit()  # before the workers start: they inherit it
+    backlog = accept_backlog(fds)
+    cap = connection_cap(settings.max_connections, fds, backlog)
+    if cap < settings.max_connections:
+        print(f"skinscan: at most {cap} connections per process, not {settings.max_connections}: the "
+              f"file-descriptor limit is {fds} (raise it with ulimit -n)", file=sys.stderr)  # fmt: skip
+    install_accept_error_filter()
+    options: dict[str, Any] = {
+        "http": protocol_factory(ConnectionLimits.from_settings(settings)), "backlog": backlog,
+        "ws": "none", "lifespan": "on", "server_header": False,
+    }  # fmt: skip
     if settings.workers > 1:
         if settings.threads is None:  # share the cores between the workers' model runs instead of oversubscribing
             settings = settings.model_copy(update={"threads": max(1, (os.cpu_count() or 1) // settings.workers)})

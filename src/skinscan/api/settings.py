@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from skinscan.core.errors import ConfigError
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 9889
+MAX_UPLOAD_MB_LIMIT = 256  # the engine reads no file larger than this anyway (imaging.DEFAULT_MAX_BYTES)
 
 
 class Settings(BaseSettings):
@@ -19,14 +22,31 @@ class Settings(BaseSettings):
     host: str = DEFAULT_HOST
     port: int = Field(default=DEFAULT_PORT, ge=0, le=65535)
     model: str | None = None  # model.onnx or its folder; None → the bundled model
-    max_upload_mb: float = Field(default=10.0, gt=0)  # the largest image accepted, per file
-    max_batch_files: int = Field(default=16, ge=1)  # the most files in one /predict/batch request
+    # the largest image accepted, per file; finite: inf would pass every comparison and break every upload
+    max_upload_mb: float = Field(default=10.0, gt=0, le=MAX_UPLOAD_MB_LIMIT, allow_inf_nan=False)
+    max_batch_files: int = Field(default=16, ge=1, le=1000)  # the most files in one /predict/batch request
     api_key: SecretStr | None = None  # when set, the API wants it in X-API-Key
     # origins allowed to call the API from another site's pages: JSON list or comma-separated; none by default
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     threads: int | None = Field(default=None, ge=1)  # ONNX Runtime threads; None → up to 4
-    threshold: float | None = Field(default=None, ge=0, le=1)  # override the model's operating threshold
-    workers: int = Field(default=1, ge=1)  # server processes, each with its own copy of the model
+    threshold: float | None = Field(default=None, ge=0, le=1, allow_inf_nan=False)  # override the model's threshold
+    workers: int = Field(default=1, ge=1, le=256)  # server processes, each with its own copy of the model
+    # Slow and idle clients (see api/protocol.py). A connection must send a request's headers within
+    # header_timeout_s of opening (or of its previous response), may pause no longer than body_timeout_s while
+    # sending the body, and must have sent all of the request within read_timeout_s; else 408 and it is closed.
+    header_timeout_s: float = Field(default=10.0, gt=0, le=3600, allow_inf_nan=False)
+    body_timeout_s: float = Field(default=15.0, gt=0, le=3600, allow_inf_nan=False)
+    read_timeout_s: float = Field(default=120.0, gt=0, le=86400, allow_inf_nan=False)
+    # open connections per server process; at the cap the oldest idle one is closed for a new one, and when none
+    # is idle the new one gets a 503. Lowered further to fit the process's file-descriptor limit.
+    max_connections: int = Field(default=1000, ge=1, le=1_000_000)
+
+    def __init__(self, **values: Any) -> None:
+        # a bad value is the user's setting, not a bug: a ConfigError, which `skinscan serve` reports in one line
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise ConfigError(_describe(exc)) from None
 
     @field_validator("cors_origins", mode="before")
     @classmethod
@@ -54,3 +74,12 @@ class Settings(BaseSettings):
     def base_url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
+
+
+def _describe(exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors():
+        name = ".".join(str(part) for part in error.get("loc", ())) or "settings"
+        given = "" if name == "api_key" else f", not {error.get('input')!r}"  # never echo the key
+        problems.append(f"{name} (SKINSCAN_{name.upper()}): {error.get('msg', 'invalid')}{given}")
+    return "invalid setting: " + "; ".join(problems)

@@ -105,6 +105,9 @@ def run_workers(count: int, host: str, port: int, uvicorn_options: dict[str, Any
 def _serve_one(host: str, port: int, uvicorn_options: dict[str, Any]) -> None:
     import uvicorn
 
+    from skinscan.api.connections import install_accept_error_filter
+
+    install_accept_error_filter()  # a spawned process starts without the parent's logging setup
     sock = listening_socket(host, port)
     config = uvicorn.Config(APP_FACTORY, factory=True, host=host, port=port, **uvicorn_options)
     uvicorn.Server(config).run(sockets=[sock])
