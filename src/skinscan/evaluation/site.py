@@ -264,6 +264,8 @@ def calibrate_site(
             # weights separates the classes better than it will on new ones, and its threshold would promise a
             # sensitivity that new photos do not reach
             thr = choose_threshold(held["adapted"][0], scores.labels, sensitivity)
+            # and what to expect, at that threshold, from the same held-out probabilities
+            report["adapted"] = _measured(scores.labels, held["adapted"][0], held["adapted"][0] >= thr, n_boot)
     expected = {k: report[active][k] for k in ("sensitivity", "sensitivity_ci", "specificity", "specificity_ci",
                                                "auc", "auc_ci", "ece", "ece_ci")}  # fmt: skip
     profile = SiteProfile(
