@@ -7,6 +7,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -146,3 +147,29 @@ def test_evaluate_with_a_site_uses_its_operating_point(
     metrics = evaluate(site_data, out=tmp_path / "e", model=str(tiny_model_dir), site=str(out), n_boot=0)
     assert metrics["threshold"] == pytest.approx(profile.threshold)
     assert "site profile" in (tmp_path / "e" / "report.html").read_text()
+
+
+def test_the_server_answers_with_the_site_it_serves(fitted: tuple[Path, dict], tiny_model_dir: Path) -> None:
+    import httpx
+
+    from live_server import live_server, plain_settings
+    from skinscan.api.app import create_app
+
+    out, _ = fitted
+    settings = plain_settings(model=str(tiny_model_dir), site=str(out))
+    with live_server(create_app(settings=settings)) as url, httpx.Client(base_url=url, timeout=30) as client:
+        for _ in range(200):  # the app loads its engine (with the site) in the background
+            if client.get("/health").status_code == 200:
+                break
+            time.sleep(0.1)
+        card = client.get("/model").json()
+        answer = client.post("/predict", files={"file": ("m.jpg", lesion_bytes(True, seed=5), "image/jpeg")}).json()
+    name = load_site(out).name
+    assert card["site"]["name"] == name and answer["site"]["name"] == name
+    assert answer["threshold"] == pytest.approx(load_site(out).threshold, abs=1e-4)
+
+
+def test_serve_refuses_an_unreadable_site_before_it_starts(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "skinscan.cli", "serve", "--port", "0", "--site",
+                           str(tmp_path / "nope.json")], capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 2 and "cannot read the site profile" in done.stderr and "Traceback" not in done.stderr

@@ -432,6 +432,7 @@ def _add_serve(sub: Any) -> None:
     p.add_argument("--port", type=int, help="port to listen on (default: $SKINSCAN_PORT, else 9889)")
     p.add_argument("--model", help="model.onnx or its folder (default: $SKINSCAN_MODEL, else the bundled model)")
     p.add_argument("--workers", type=int, help="server processes, each with its own model (default: 1)")
+    p.add_argument("--site", metavar="SITE_JSON", help="a site profile from calibrate-site (default: $SKINSCAN_SITE)")
     p.set_defaults(func=_run_serve)
 
 
@@ -443,7 +444,7 @@ def _run_serve(args: argparse.Namespace) -> int:
     from skinscan.api.server import serve
     from skinscan.api.settings import Settings
 
-    given = {k: getattr(args, k) for k in ("host", "port", "model", "workers") if getattr(args, k) is not None}
+    given = {k: getattr(args, k) for k in ("host", "port", "model", "workers", "site") if getattr(args, k) is not None}
     return serve(Settings(**given))
 
 

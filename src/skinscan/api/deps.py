@@ -33,7 +33,9 @@ class EngineSlot:
     def load(self, settings: Settings) -> None:
         """Load the model named by the settings (blocking: run it off the event loop)."""
         try:
-            self.engine = Engine(settings.model, threads=settings.threads, threshold=settings.threshold, spin=False)
+            self.engine = Engine(
+                settings.model, threads=settings.threads, threshold=settings.threshold, spin=False, site=settings.site
+            )
         except Exception as exc:  # whatever the cause, the server stays up and /health says why
             self.error, self._status = str(exc) or type(exc).__name__, "failed"
             raise

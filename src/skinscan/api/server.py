@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from skinscan import __version__
@@ -12,7 +13,7 @@ from skinscan.api.settings import Settings
 from skinscan.runtime.engine import resolve_model_path
 
 _PASSED_TO_WORKERS = (
-    "model", "max_upload_mb", "max_batch_files", "api_key", "cors_origins", "threads", "threshold",
+    "model", "site", "max_upload_mb", "max_batch_files", "api_key", "cors_origins", "threads", "threshold",
     "header_timeout_s", "body_timeout_s", "read_timeout_s", "max_connections",
 )  # fmt: skip
 
@@ -49,6 +50,13 @@ def serve(settings: Settings) -> int:
     from skinscan.api.workers import APP_FACTORY, can_share_port, run_workers
 
     settings = settings.model_copy(update={"model": str(resolve_model_path(settings.model))})
+    if settings.site is not None:
+        from skinscan.runtime.site import load_site
+
+        site = load_site(settings.site)  # a profile that cannot be read fails here, in one line, before serving
+        settings = settings.model_copy(update={"site": str(Path(settings.site).resolve())})
+        print(f"skinscan: site profile {site.name!r} ({site.active}, {site.images} images, fitted {site.created})",
+              file=sys.stderr)  # fmt: skip
     print(f"skinscan {__version__}: serving {settings.model} at {settings.base_url}/ (Ctrl+C stops)", file=sys.stderr)
     fds = raise_fd_limit()  # before the workers start: they inherit it
     backlog = accept_backlog(fds)
