@@ -9,8 +9,9 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
-HOST   ?= 127.0.0.1
-PORT   ?= 9889
+# make serve HOST=0.0.0.0 PORT=9000; unset, `skinscan serve` reads SKINSCAN_HOST and SKINSCAN_PORT, else 127.0.0.1:9889
+HOST   ?=
+PORT   ?=
 # Where pip finds torch==2.13.0. Empty: pip's own configuration (the project's machines: a CPU build on disk).
 # Elsewhere PyPI's is a multi-GB CUDA build; TORCH_INDEX=https://download.pytorch.org/whl/cpu gets the CPU one.
 TORCH_INDEX ?=
@@ -29,7 +30,7 @@ TEST_DEBS := chromium $(GUI_DEBS)
 DATA := ../shared/data
 
 .PHONY: install install-serve install-gui system-deps gui-deps test lint serve gui screenshots screenshot-data bench \
-	train train-data clean
+	train train-data evaluate evaluate-data clean
 
 # Debian's Python has venv's pip in a package of its own, python3-venv.
 $(BIN)/python:
@@ -71,7 +72,7 @@ test: install system-deps lint
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q
 
 serve: install-serve
-	$(BIN)/skinscan serve --host $(HOST) --port $(PORT)
+	$(BIN)/skinscan serve $(if $(HOST),--host $(HOST)) $(if $(PORT),--port $(PORT))
 
 gui: install-gui gui-deps
 	$(BIN)/skinscan gui
@@ -99,10 +100,16 @@ bench: install
 # a commit whose models/ holds the bundled 1.2.0, the starting point of 2.0
 V1_2_0 := 3e16fca
 
-train-data:
+train-data evaluate-data:
 	@for d in ham10000 isic-mvb isic2017 isic2020; do \
-		[ -d "$(DATA)/$$d" ] || { echo "make train: $(DATA)/$$d is missing; README \"Data\" says where to get" \
-			"each collection and how to lay it out." >&2; exit 1; }; \
+		[ -d "$(DATA)/$$d" ] || { echo "make $(@:-data=): $(DATA)/$$d is missing; README \"Data\" says where to" \
+			"get each collection and how to lay it out." >&2; exit 1; }; \
+	done
+
+# The bundled model on every test split (the model card's numbers): reports/bundled-<collection>/report.html
+evaluate: evaluate-data install
+	@for d in ham10000 isic-mvb isic2017 isic2020; do \
+		$(BIN)/skinscan evaluate $(DATA)/$$d --split test --out reports/bundled-$$d || exit 1; \
 	done
 
 train: train-data install

@@ -57,6 +57,20 @@ def serve(settings: Settings) -> int:
         settings = settings.model_copy(update={"site": str(Path(settings.site).resolve())})
         print(f"skinscan: site profile {site.name!r} ({site.active}, {site.images} images, fitted {site.created})",
               file=sys.stderr)  # fmt: skip
+    sock = None
+    if settings.workers == 1:
+        # bound here, before anything says "serving": a port in use is one line and exit status 1, not uvicorn's
+        # error after the banner
+        from skinscan.api.workers import listening_socket
+
+        try:
+            sock = listening_socket(settings.host, settings.port, share=False)
+        except OSError as exc:
+            print(f"skinscan: error: cannot listen on {settings.host} port {settings.port}: {exc.strerror or exc} "
+                  "(is another server running there? choose another with --port or SKINSCAN_PORT)",
+                  file=sys.stderr)  # fmt: skip
+            return 1
+        settings = settings.model_copy(update={"port": sock.getsockname()[1]})
     print(f"skinscan {__version__}: serving {settings.model} at {settings.base_url}/ (Ctrl+C stops)", file=sys.stderr)
     fds = raise_fd_limit()  # before the workers start: they inherit it
     backlog = accept_backlog(fds)
@@ -81,5 +95,10 @@ def serve(settings: Settings) -> int:
         return 0
     from skinscan.api.app import create_app
 
-    uvicorn.run(create_app(settings=settings), host=settings.host, port=settings.port, **options)
+    assert sock is not None
+    config = uvicorn.Config(create_app(settings=settings), host=settings.host, port=settings.port, **options)
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        sock.close()
     return 0
