@@ -144,13 +144,37 @@ def seed_command(port: int) -> list[str]:
 
 @contextmanager
 def running_server(
-    command: list[str], port: int, *, ready_path: str = "/health", timeout: float = 180, log: Path | None = None
+    command: list[str],
+    port: int,
+    *,
+    ready_path: str = "/health",
+    timeout: float = 180,
+    log: Path | None = None,
+    env: dict[str, str] | None = None,
+    fd_limit: int | tuple[int, int] | None = None,
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """Start a server subprocess, wait until GET ready_path answers 200, and always stop it afterwards."""
+    """Start a server subprocess, wait until GET ready_path answers 200, and always stop it afterwards.
+
+    Args:
+        env: further environment variables (SKINSCAN_* settings, PYTHONPATH) on top of `clean_env()`.
+        fd_limit: the server's RLIMIT_NOFILE: one number for soft and hard, as `ulimit -n` sets it, or
+            (soft, hard) (POSIX only).
+    """
     import httpx
 
     out = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115 (closed in finally)
-    process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=clean_env())
+    preexec = None
+    if fd_limit is not None:
+        import resource
+
+        limits = (fd_limit, fd_limit) if isinstance(fd_limit, int) else fd_limit
+
+        def preexec() -> None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, limits)
+
+    process = subprocess.Popen(
+        command, stdout=out, stderr=subprocess.STDOUT, env=clean_env(**(env or {})), preexec_fn=preexec
+    )
     try:
         deadline = time.monotonic() + timeout
         with httpx.Client(base_url=f"http://{LOOPBACK}:{port}", timeout=5) as client:

@@ -31,6 +31,7 @@ STEPS = (
     Step("fuzz_api", "fuzz_api.py"),
     Step("profile", "profile_hotspots.py"),
     Step("soak", "soak.py"),
+    Step("connections", "bench_connections.py"),
     Step("train", "bench_train.py", takes_model=False),
 )
 STEP_TIMEOUT_S = 3600
