@@ -1,5 +1,6 @@
 """The desktop app's real widgets, offscreen: start and model load, drop and paste, the result, the heatmap,
-errors, CSV export, reports, themes and remote mode against a real server on loopback."""
+errors, CSV export, reports, themes and remote mode against a real server on loopback: one that goes away and
+comes back, and one that wants an API key."""
 
 from __future__ import annotations
 
@@ -7,7 +8,10 @@ import csv
 import io
 import os
 import socket
+import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -38,7 +42,7 @@ DOCS = Path(__file__).resolve().parents[1] / "docs"
 
 def test_backend(model_dir: Path, state: AppState) -> Backend:
     if state.mode == "remote":
-        return RemoteBackend(state.host, state.port, timeout=10)
+        return RemoteBackend(state.host, state.port, api_key=state.api_key or None, timeout=10, health_timeout=10)
     return LocalBackend(model_dir, threads=1)
 
 
@@ -56,9 +60,10 @@ def open_window(qtbot: Any, settings: QSettings, tiny_model_dir: Path) -> Iterat
     """Opens windows as `skinscan gui` does (remembered settings, then overrides), on the tiny model."""
     windows: list[MainWindow] = []
 
-    def open_(**overrides: Any) -> MainWindow:
+    def open_(*, health_interval_s: float = 5.0, **overrides: Any) -> MainWindow:
         state = AppState(**{**read_preferences(settings), **overrides})
-        window = MainWindow(state, settings=settings, backend_factory=partial(test_backend, tiny_model_dir))
+        backends = partial(test_backend, tiny_model_dir)
+        window = MainWindow(state, settings=settings, backend_factory=backends, health_interval_s=health_interval_s)
         qtbot.addWidget(window)
         window.show()
         windows.append(window)
@@ -68,6 +73,7 @@ def open_window(qtbot: Any, settings: QSettings, tiny_model_dir: Path) -> Iterat
     for window in windows:
         window.shutdown()
         assert window.runner.pool.activeThreadCount() == 0
+        assert window.server_watch.runner.pool.activeThreadCount() == 0
 
 
 @pytest.fixture
@@ -85,7 +91,11 @@ def images(tmp_path: Path) -> dict[str, Path]:
 
 
 def wait_loaded(qtbot: Any, window: MainWindow) -> None:
-    qtbot.waitUntil(lambda: window.status_bar.status_label.text().startswith("Model loaded"), timeout=WAIT_MS)
+    def loaded() -> None:
+        text = window.status_bar.status_label.text()
+        assert text.startswith("Model loaded"), f"the status bar says {text!r}"  # the last one, on a timeout
+
+    qtbot.waitUntil(loaded, timeout=WAIT_MS)
 
 
 def wait_settled(qtbot: Any, window: MainWindow) -> None:
@@ -333,6 +343,142 @@ def test_a_server_that_is_down_is_a_message(open_window: Any, qtbot: Any, images
     assert window.preview_panel.view.pixmap is not None  # the image still shows
 
 
+@contextmanager
+def serve(app: Any, port: int = 0) -> Iterator[str]:
+    """A real uvicorn server on 127.0.0.1:`port` (0: a free one) until the block ends; yields its URL.
+
+    Unlike live_server, on a port of the caller's choosing: a test stops a server and starts another in its place.
+    """
+    import uvicorn
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # the stopped server's closed connections linger in TIME_WAIT on the port; the next one binds it anyway
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, ws="none", lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 20
+        while not server.started:
+            assert thread.is_alive() and time.monotonic() < deadline, "the test server did not start"
+            time.sleep(0.02)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=20)
+        sock.close()
+
+
+def server_app(engine: Engine, api_key: str | None = None) -> Any:
+    pytest.importorskip("fastapi")
+    from live_server import plain_settings
+    from skinscan.api.app import create_app
+
+    return create_app(engine=engine, settings=plain_settings(api_key=api_key))
+
+
+def port_of(url: str) -> int:
+    return int(url.rsplit(":", 1)[1])
+
+
+def status_of(window: MainWindow) -> tuple[str, str]:
+    """What the status bar shows: its colour (the stylesheet's `status` property) and its text."""
+    label = window.status_bar.status_label
+    return str(label.property("status")), label.text()
+
+
+def test_the_status_bar_follows_a_server_that_goes_and_comes_back(open_window: Any, qtbot: Any, engine: Engine,
+                                                                  images: dict[str, Path]) -> None:  # fmt: skip
+    with serve(server_app(engine)) as url:
+        window = open_window(mode="remote", host="127.0.0.1", port=port_of(url), health_interval_s=0.2)
+        wait_loaded(qtbot, window)
+        assert status_of(window) == ("ready", f"Model loaded: {engine.spec.id} {engine.spec.version} on {url}")
+    # stopped: a health check notices within its interval, with no image sent
+    qtbot.waitUntil(lambda: status_of(window)[0] == "unreachable", timeout=WAIT_MS)
+    text = status_of(window)[1]
+    assert text.startswith(f"Server at {url} is not answering since ") and "cannot be judged" in text
+    assert window.status_bar.status_label.toolTip() == text
+    drop(window, [images["benign"]])
+    wait_settled(qtbot, window)
+    assert window.state.history[0].error is not None and "cannot reach" in window.state.history[0].error
+    with serve(server_app(engine), port_of(url)):  # another server in its place
+        qtbot.waitUntil(lambda: status_of(window)[0] == "ready", timeout=WAIT_MS)
+        assert status_of(window)[1] == f"Model loaded: {engine.spec.id} {engine.spec.version} on {url}"
+        drop(window, [images["malignant"]])
+        wait_settled(qtbot, window)
+        window.shutdown()  # before the server goes
+    assert window.state.history[1].result is not None and window.state.history[1].result.ok
+
+
+def test_an_image_the_server_no_longer_takes_flips_the_status_at_once(
+    open_window: Any, qtbot: Any, engine: Engine, images: dict[str, Path]
+) -> None:
+    # checks an hour apart: what changes the status here is the images' own requests
+    with serve(server_app(engine)) as url:
+        window = open_window(mode="remote", host="127.0.0.1", port=port_of(url), health_interval_s=3600)
+        wait_loaded(qtbot, window)
+    drop(window, [images["benign"]])
+    wait_settled(qtbot, window)
+    assert status_of(window)[0] == "unreachable" and "is not answering since" in status_of(window)[1]
+    with serve(server_app(engine), port_of(url)):
+        drop(window, [images["malignant"]])
+        wait_settled(qtbot, window)
+        window.shutdown()
+    assert window.state.history[1].result is not None
+    assert status_of(window) == ("ready", f"Model loaded: {engine.spec.id} {engine.spec.version} on {url}")
+
+
+def test_a_server_with_an_api_key(open_window: Any, qtbot: Any, engine: Engine, images: dict[str, Path],
+                                  settings: QSettings, tmp_path: Path) -> None:  # fmt: skip
+    key = "s3cret-key-for-the-test"
+    bar = None
+    with serve(server_app(engine, api_key=key)) as url:
+        window = open_window(mode="remote", host="127.0.0.1", port=port_of(url), health_interval_s=0.2)
+        bar = window.connection_bar
+        assert bar.key_edit.isEnabled() and bar.key_edit.echoMode() == bar.key_edit.EchoMode.Password
+        assert "Not saved" in bar.key_edit.toolTip() and "SKINSCAN_API_KEY" in bar.key_edit.toolTip()
+        qtbot.waitUntil(lambda: status_of(window)[0] == "failed", timeout=WAIT_MS)
+        assert f"The server at {url} needs an API key" in status_of(window)[1]
+
+        bar.key_edit.setText("not-the-key")
+        qtbot.keyClick(bar.key_edit, Qt.Key.Key_Return)  # Enter in the key field connects
+        qtbot.waitUntil(lambda: status_of(window)[0] == "failed", timeout=WAIT_MS)
+        assert status_of(window)[1].startswith(f"The API key was refused by the server at {url}")
+
+        bar.key_edit.setText(key)
+        qtbot.mouseClick(bar.connect_button, Qt.MouseButton.LeftButton)
+        wait_loaded(qtbot, window)
+        drop(window, [images["malignant"]])
+        wait_settled(qtbot, window)
+        judged = window.state.history[0]
+        assert judged.result is not None and judged.result.ok and judged.error is None
+
+    qtbot.waitUntil(lambda: status_of(window)[0] == "unreachable", timeout=WAIT_MS)
+    # restarted with another key: /health answers (it wants none), the next image is refused
+    with serve(server_app(engine, api_key="another-key"), port_of(url)):
+        qtbot.waitUntil(lambda: status_of(window)[0] == "ready", timeout=WAIT_MS)
+        drop(window, [images["benign"]])
+        wait_settled(qtbot, window)
+        window.shutdown()
+    refused = window.state.history[1]
+    assert refused.error is not None and "refused the API key" in refused.error
+    assert status_of(window)[0] == "failed" and "The API key was refused" in status_of(window)[1]
+
+    settings.sync()
+    saved = "\n".join(path.read_text() for path in tmp_path.glob("*.ini"))
+    assert "port=" in saved and key not in saved and "not-the-key" not in saved  # a secret: never written
+    bar.mode_box.setCurrentIndex(bar.mode_box.findData("local"))
+    assert not bar.key_edit.isEnabled()
+
+
+# The tests that run `run_gui` (and so QApplication.exec() to its end) come last among the Qt tests: after exec()
+# has returned, the widget tests after them in the same process saw their worker threads' signals arrive only
+# much later, under load (a 30 s timeout, then a hang in PyQt's table of slot proxies).
+
+
 def test_skinscan_gui_opens_the_window_and_returns_when_it_closes(
     qtbot: Any, settings: QSettings, tiny_model_dir: Path
 ) -> None:
@@ -353,6 +499,35 @@ def test_skinscan_gui_opens_the_window_and_returns_when_it_closes(
     finally:
         timer.stop()
     assert settings.value("mode") is None  # nothing changed, nothing written
+
+
+def test_skinscan_gui_takes_the_api_key_from_the_environment(
+    qtbot: Any, settings: QSettings, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from qtpy.QtCore import QTimer
+
+    from skinscan.gui.app import run_gui
+
+    key = "from-the-environment"
+    monkeypatch.setenv("SKINSCAN_API_KEY", f" {key}\n")
+    shown: list[tuple[str, str]] = []
+
+    def close_when_connected() -> None:
+        for widget in QApplication.topLevelWidgets():
+            if isinstance(widget, MainWindow) and widget.state.model_status not in ("idle", "loading"):
+                shown.append((widget.connection_bar.key_edit.text(), widget.state.status_text))
+                widget.close()
+
+    timer = QTimer()
+    timer.timeout.connect(close_when_connected)
+    timer.start(20)
+    with serve(server_app(engine, api_key=key)) as url:
+        try:
+            assert run_gui(host="127.0.0.1", port=port_of(url), settings=settings) == 0
+        finally:
+            timer.stop()
+    assert shown[0] == (key, f"Model loaded: {engine.spec.id} {engine.spec.version} on {url}")
+    assert all(key not in str(settings.value(name)) for name in settings.allKeys())
 
 
 def test_cli_gui_refuses_model_with_host_and_hints_at_the_extra(

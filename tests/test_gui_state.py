@@ -1,5 +1,6 @@
 """The desktop app's Qt-free parts, headless: the state object and its events, results from the engine and from
-a server's JSON, CSV export, and the backends' errors."""
+a server's JSON, CSV export, the backends' errors, and what a server going away or refusing the key does to the
+status line."""
 
 from __future__ import annotations
 
@@ -8,12 +9,22 @@ import csv
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
 from skinscan.core.errors import InvalidImageError, SkinscanError
-from skinscan.gui.backends import LocalBackend, RemoteBackend, make_preview, scan_image
+from skinscan.gui.backends import (
+    ApiKeyError,
+    LocalBackend,
+    RemoteBackend,
+    ServerUnreachableError,
+    make_preview,
+    report_server_error,
+    scan_image,
+)
 from skinscan.gui.state import AppState, Event
 from skinscan.runtime.engine import Engine
 from skinscan.runtime.result import CSV_FIELDS, Prediction
@@ -168,3 +179,124 @@ def test_heatmap_json_round_trip() -> None:
     result = Prediction.from_dict({"status": "ok", "threshold": 0.5, "probability": 0.7, "heatmap_png":
                                    base64.b64encode(png).decode()})  # fmt: skip
     assert result.overlay_png == png and result.to_dict()["heatmap_png"] == base64.b64encode(png).decode()
+
+
+def connected(**overrides: object) -> AppState:
+    state = AppState(mode="remote", host="example.org", port=9000, **overrides)  # type: ignore[arg-type]
+    state.model_loading()
+    state.model_ready("tiny 1.0.0")
+    return state
+
+
+def test_a_lost_server_turns_the_status_line_and_back() -> None:
+    state = connected()
+    seen = record(state)
+    assert state.server_watched and state.model_status == "ready"
+    state.server_answered("tiny 1.0.0")  # answering while ready: nothing to say
+    state.server_lost(now=datetime(2025, 5, 6, 12, 3, 41))
+    assert state.model_status == "unreachable" and state.down_since == datetime(2025, 5, 6, 12, 3, 41)
+    assert state.status_text == (
+        "Server at http://example.org:9000 is not answering since 12:03; images cannot be judged until it is back"
+    )
+    state.server_lost(now=datetime(2025, 5, 6, 12, 9))  # still gone: the outage started when it first failed
+    assert "since 12:03" in state.status_text and state.server_watched  # still watched, to see it come back
+    state.server_lost("the server is still loading its model", now=datetime(2025, 5, 6, 12, 10))
+    assert "is not ready since 12:03 (the server is still loading its model)" in state.status_text
+    # only the status line changed, never the connection: the connection bar keeps what the user is typing
+    assert seen == [Event.STATUS, Event.STATUS]
+
+    state.server_answered(None)  # an image judged, without the model's name: the one it had
+    assert (state.model_status, state.status_text) == ("ready", "Model loaded: tiny 1.0.0 on http://example.org:9000")
+    assert state.down_since is None
+    state.server_lost(now=datetime(2025, 5, 6, 13, 0))
+    state.server_answered("tiny 1.1.0")  # restarted with another model
+    assert state.status_text == "Model loaded: tiny 1.1.0 on http://example.org:9000"
+
+
+NOT_CONNECTED: dict[str, Callable[[AppState], None]] = {
+    "changed": lambda state: state.set_connection("remote", port=9001),
+    "connecting": lambda state: state.model_loading(),
+    "failed": lambda state: state.model_failed("cannot reach it"),
+}
+
+
+@pytest.mark.parametrize("change", NOT_CONNECTED.values(), ids=NOT_CONNECTED.keys())
+def test_only_a_connected_server_can_be_lost_or_come_back(change: Callable[[AppState], None]) -> None:
+    state = connected()
+    change(state)
+    before = (state.model_status, state.status_text)
+    seen = record(state)
+    state.server_lost()  # a late answer about the connection this one replaced, or a check still under way
+    state.server_answered("tiny 1.0.0")
+    assert (state.model_status, state.status_text) == before and not state.server_watched and seen == []
+
+    local = AppState()
+    local.model_ready("tiny 1.0.0")
+    local.server_lost()
+    local.key_refused(sent=False)
+    assert local.model_status == "ready" and not local.server_watched
+
+
+def test_a_refused_key_says_which_and_the_key_is_kept_for_the_session() -> None:
+    state = connected(api_key="")
+    state.key_refused(sent=False)
+    assert state.model_status == "failed" and not state.server_watched
+    assert "http://example.org:9000 needs an API key" in state.status_text
+    seen = record(state)
+    state.set_connection("remote", api_key="  s3cret \n")
+    assert state.api_key == "s3cret" and seen == [Event.CONNECTION, Event.STATUS]
+    state.set_connection("remote", port=9001)  # the key stays unless another is given
+    assert state.api_key == "s3cret"
+    state.key_refused(sent=True)
+    assert state.status_text.startswith("The API key was refused by the server at http://example.org:9001")
+
+
+def test_remote_backend_sends_the_api_key(engine: Engine) -> None:
+    pytest.importorskip("fastapi")
+    from live_server import live_server, plain_settings
+    from skinscan.api.app import create_app
+
+    key = "clé-🔑-s3cret"  # not ASCII: sent as UTF-8, as the server reads it
+    data = lesion_bytes(malignant=True, seed=4)
+    with live_server(create_app(engine=engine, settings=plain_settings(api_key=key))) as url:
+        host, port = url.removeprefix("http://").rsplit(":", 1)
+
+        def backend(api_key: str | None) -> RemoteBackend:
+            return RemoteBackend(host, int(port), api_key=api_key, timeout=30, health_timeout=10)
+
+        label = f"{engine.spec.id} {engine.spec.version}"
+        assert backend(None).check() == label  # /health wants no key: the health check works without one
+        with pytest.raises(ApiKeyError, match=f"the server at {url} needs an API key") as missing:
+            backend(None).load()  # the model card wants it: connecting says so before any image is sent
+        assert not missing.value.sent
+        with pytest.raises(ApiKeyError, match="refused the API key") as wrong:
+            backend("clé").predict(data, "a.jpg")
+        assert wrong.value.sent
+        with pytest.raises(ApiKeyError, match="line break"):
+            backend("s3cret\nX-Other: 1").load()
+        right = backend(key)
+        assert right.load() == label
+        result, model = right.predict(data, "a.jpg")
+    assert result.ok and model == label
+    assert result.to_dict() == engine.predict(data, heatmap=True).to_dict()
+
+
+def test_a_scan_that_cannot_reach_the_server_flips_the_status() -> None:
+    state = connected()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))  # bound but not listening: connections are refused
+        backend = RemoteBackend("127.0.0.1", sock.getsockname()[1], timeout=5, health_timeout=5)
+        with pytest.raises(ServerUnreachableError):
+            backend.check()
+        outcome = scan_image(backend, "a.png", None, lesion_bytes(fmt="PNG"))
+    assert isinstance(outcome.cause, ServerUnreachableError) and outcome.cause.__traceback__ is None
+    report_server_error(state, outcome.cause)
+    assert state.model_status == "unreachable" and "is not answering since" in state.status_text
+
+    refused = connected()
+    report_server_error(refused, ApiKeyError("refused", sent=True))
+    assert refused.model_status == "failed" and "API key was refused" in refused.status_text
+    fine = connected()
+    report_server_error(fine, InvalidImageError("not an image"))  # the image's problem, not the server's
+    report_server_error(fine, None)
+    assert fine.model_status == "ready"

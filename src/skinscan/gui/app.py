@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Callable
 from types import TracebackType
@@ -17,6 +18,8 @@ log = logging.getLogger("skinscan.gui")
 
 ORGANISATION = "skinscan"
 APPLICATION = "skinscan"
+# the server's own setting's name: on a machine that runs both, one variable serves both
+API_KEY_VARIABLE = "SKINSCAN_API_KEY"
 
 
 def run_gui(
@@ -28,6 +31,8 @@ def run_gui(
         model: a local model (.onnx or its folder); implies local mode. None: $SKINSCAN_MODEL, else the bundled one.
         host, port: a skinscan server to use instead (remote mode). Neither: the mode used last time.
         settings: where to remember preferences; None: the user's skinscan settings.
+
+    The server's API key starts as $SKINSCAN_API_KEY (a secret: never read from or written to the settings).
     """
     try:
         from qtpy.QtCore import QSettings
@@ -51,7 +56,7 @@ def run_gui(
         options["mode"] = "local"
     if host is not None or port is not None:
         options.update(mode="remote", host=host or options["host"], port=port or options["port"])
-    state = AppState(model=model, **options)
+    state = AppState(model=model, api_key=os.environ.get(API_KEY_VARIABLE, "").strip(), **options)
     window = MainWindow(state, settings=settings)
     window.show()
     previous, sys.excepthook = sys.excepthook, _keep_running(state.notify)

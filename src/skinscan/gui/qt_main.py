@@ -25,7 +25,7 @@ from qtpy.QtWidgets import (
 )
 
 from skinscan.core.errors import SkinscanError
-from skinscan.gui.backends import Backend, ScanOutcome, create_backend, scan_image
+from skinscan.gui.backends import ApiKeyError, Backend, ScanOutcome, create_backend, report_server_error, scan_image
 from skinscan.gui.preferences import remember_preferences
 from skinscan.gui.qt_connection import ConnectionBar
 from skinscan.gui.qt_history import HistoryPanel
@@ -34,7 +34,7 @@ from skinscan.gui.qt_result import ResultPanel
 from skinscan.gui.qt_status import StatusBar
 from skinscan.gui.report import write_report
 from skinscan.gui.state import THEMES, AppState, Event
-from skinscan.gui.workers import TaskRunner
+from skinscan.gui.workers import HEALTH_INTERVAL_S, ServerWatch, TaskRunner
 from skinscan.runtime.imaging import IMAGE_SUFFIXES, walk_inputs
 
 BackendFactory = Callable[[AppState], Backend]
@@ -53,6 +53,7 @@ class MainWindow(QMainWindow):
         state: what the window shows; the window changes it through its methods.
         settings: where preferences are remembered (None: not remembered).
         backend_factory: makes the local or remote backend the state's connection asks for.
+        health_interval_s: how often a remote server's health is checked while connected.
     """
 
     def __init__(
@@ -61,6 +62,7 @@ class MainWindow(QMainWindow):
         *,
         settings: QSettings | None = None,
         backend_factory: BackendFactory = create_backend,
+        health_interval_s: float = HEALTH_INTERVAL_S,
         parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
@@ -70,7 +72,9 @@ class MainWindow(QMainWindow):
         self.runner = TaskRunner(self)
         self.runner.succeeded.connect(self._task_succeeded)
         self.runner.failed.connect(self._task_failed)
-        self._generation = 0  # a connection's load result is ignored once another connection replaced it
+        self.server_watch = ServerWatch(state, health_interval_s, self)
+        # what a connection's load or images say about the server is ignored once another connection replaced it
+        self._generation = 0
         self._pasted = 0
         self.setWindowTitle("skinscan — skin-lesion screening")
         self.setAcceptDrops(True)
@@ -176,10 +180,11 @@ class MainWindow(QMainWindow):
         self._generation += 1
         self.backend = self.backend_factory(self.state)
         self.state.model_loading()
-        self.runner.submit(("load", self._generation), self.backend.load)
+        self.server_watch.watch(self.backend, self._generation)
+        self.runner.submit(("load", 0, self._generation), self.backend.load)
 
     def apply_connection(self) -> None:
-        """Use the mode, host and port entered in the connection bar."""
+        """Use the mode, host, port and API key entered in the connection bar."""
         self.state.set_connection(*self.connection_bar.chosen())
         self.connect_backend()
 
@@ -215,7 +220,8 @@ class MainWindow(QMainWindow):
         backend = self.backend
         assert backend is not None  # set in __init__
         for item in items:
-            self.runner.submit(("scan", item.id), partial(scan_image, backend, item.name, item.path, item.data))
+            scan = partial(scan_image, backend, item.name, item.path, item.data)
+            self.runner.submit(("scan", item.id, self._generation), scan)
         return len(items)
 
     def choose_images(self) -> None:
@@ -256,25 +262,34 @@ class MainWindow(QMainWindow):
 
     @Slot(object, object)
     def _task_succeeded(self, key: Any, value: Any) -> None:
-        kind, ident = key
-        if kind == "load" and ident == self._generation:
+        kind, ident, generation = key
+        current = generation == self._generation
+        if kind == "load" and current:
             self.state.model_ready(value)
         elif kind == "scan" and isinstance(value, ScanOutcome):
             if value.result is not None:
                 self.state.finish(ident, value.result, value.preview, value.model)
+                if current:  # an answer is as good as a health check: a lost server is back
+                    self.state.server_answered(value.model)
             else:
                 self.state.fail(ident, value.error or "unknown error", value.preview)
+                if current:  # a server gone (or refusing the key) shows at once, not at the next health check
+                    report_server_error(self.state, value.cause)
 
-    @Slot(object, str)
-    def _task_failed(self, key: Any, message: str) -> None:
-        kind, ident = key
-        if kind == "load" and ident == self._generation:
-            self.state.model_failed(message)
+    @Slot(object, str, object)
+    def _task_failed(self, key: Any, message: str, error: Any) -> None:
+        kind, ident, generation = key
+        if kind == "load" and generation == self._generation:
+            if isinstance(error, ApiKeyError):
+                self.state.key_refused(sent=error.sent)
+            else:
+                self.state.model_failed(message)
         elif kind == "scan":
             self.state.fail(ident, message)
 
     def shutdown(self) -> None:
         """Drop queued work and wait for the running task, so that no thread outlives the window."""
+        self.server_watch.shutdown()
         self.runner.shutdown()
 
     def closeEvent(self, event: QCloseEvent | None) -> None:

@@ -1,4 +1,5 @@
-"""The status bar: the model's status (loading, loaded, failed) on the left, passing notices on the right."""
+"""The status bar: the model's or server's status (loading, loaded, unreachable, failed) on the left, passing
+notices on the right."""
 
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ class StatusBar(QStatusBar):
         self.notice_timer.setSingleShot(True)
         self.notice_timer.setInterval(NOTICE_MS)
         self.notice_timer.timeout.connect(self.notice_label.clear)
-        state.subscribe(Event.CONNECTION, self.show_status)
+        state.subscribe(Event.STATUS, self.show_status)
         state.subscribe(Event.NOTICE, self.show_notice)
         self.show_status()
 

@@ -1,5 +1,5 @@
-"""What the desktop window shows, without Qt: connection, model status, this session's images and their
-results, display options; views subscribe to its events and redraw from it."""
+"""What the desktop window shows, without Qt: connection, model and server status, this session's images and
+their results, display options; views subscribe to its events and redraw from it."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import os
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
@@ -15,13 +16,16 @@ from typing import Any, Literal
 from skinscan.runtime.result import CSV_FIELDS, Prediction
 
 Mode = Literal["local", "remote"]
+# "unreachable": a remote server that was connected stopped answering (its status line says since when)
+ModelStatus = Literal["idle", "loading", "ready", "unreachable", "failed"]
 THEMES = ("dark", "light")
 
 
 class Event(StrEnum):
     """What changed; a subscriber re-reads the parts of the state it shows."""
 
-    CONNECTION = "connection"  # mode, host, port, model status and its status line
+    CONNECTION = "connection"  # mode, host, port, API key (what the connection bar shows)
+    STATUS = "status"  # the model's or server's status and its status line
     HISTORY = "history"  # an image was added or got its result
     CURRENT = "current"  # another image was selected
     DISPLAY = "display"  # heatmap on or off
@@ -90,16 +94,20 @@ class AppState:
     Args:
         mode: "local" (the engine in this process) or "remote" (a skinscan server at host:port).
         model: the local model (path or folder); None → $SKINSCAN_MODEL, else the bundled model.
+        api_key: the remote server's API key ("" for none); held for this session only, never in preferences.
     """
 
     def __init__(
         self, *, mode: Mode = "local", host: str = "127.0.0.1", port: int = 9889, model: str | None = None,
-        theme: str = "dark", show_heatmap: bool = False, last_folder: str = "",
+        api_key: str = "", theme: str = "dark", show_heatmap: bool = False, last_folder: str = "",
     ) -> None:  # fmt: skip
         self.mode: Mode = mode
         self.host, self.port, self.model = host, port, model
-        self.model_status: Literal["idle", "loading", "ready", "failed"] = "idle"
+        self.api_key = api_key
+        self.model_status: ModelStatus = "idle"
         self.status_text = ""
+        self.model_name = ""  # "id version" of the connected model, for the status line when a server is back
+        self.down_since: datetime | None = None  # when the connected server stopped answering
         self.theme = theme if theme in THEMES else THEMES[0]
         self.show_heatmap = show_heatmap
         self.last_folder = last_folder
@@ -126,28 +134,68 @@ class AppState:
     def server_url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    def set_connection(self, mode: Mode, host: str | None = None, port: int | None = None) -> None:
+    @property
+    def server_watched(self) -> bool:
+        """Whether the server's health should be checked now: a remote connection that was made, answering or not
+        (one that never connected, or refused the key, waits for the user to connect again)."""
+        return self.mode == "remote" and self.model_status in ("ready", "unreachable")
+
+    def set_connection(
+        self, mode: Mode, host: str | None = None, port: int | None = None, api_key: str | None = None
+    ) -> None:
         self.mode = mode
         self.host = (host or self.host).strip()
         self.port = self.port if port is None else int(port)
-        self.model_status, self.status_text = "idle", ""
+        self.api_key = self.api_key if api_key is None else api_key.strip()
         self.emit(Event.CONNECTION)
+        self._set_status("idle", "")
 
     def model_loading(self) -> None:
-        self.model_status = "loading"
-        self.status_text = "Loading model…" if self.mode == "local" else f"Connecting to {self.server_url}…"
-        self.emit(Event.CONNECTION)
+        text = "Loading model…" if self.mode == "local" else f"Connecting to {self.server_url}…"
+        self._set_status("loading", text)
 
     def model_ready(self, name: str) -> None:
-        self.model_status = "ready"
+        self.model_name = name
         where = "" if self.mode == "local" else f" on {self.server_url}"
-        self.status_text = f"Model loaded: {name}{where}"
-        self.emit(Event.CONNECTION)
+        self._set_status("ready", f"Model loaded: {name}{where}")
 
     def model_failed(self, message: str) -> None:
-        self.model_status = "failed"
-        self.status_text = f"Model not loaded: {message}"
-        self.emit(Event.CONNECTION)
+        self._set_status("failed", f"Model not loaded: {message}")
+
+    def server_lost(self, reason: str | None = None, *, now: datetime | None = None) -> None:
+        """A request to the connected server got no answer (`reason`: it answered, but is not ready to judge).
+
+        The first one turns the status line from ready to unreachable, saying since when; later ones keep that time.
+        Ignored unless connected (a connection being made, or one that failed, reports its own outcome)."""
+        if not self.server_watched:
+            return
+        if self.down_since is None:  # the first failure since it last answered: the outage starts now
+            self.down_since = now or datetime.now()
+        since = f"{self.down_since:%H:%M}"
+        what = f"is not ready since {since} ({reason})" if reason else f"is not answering since {since}"
+        self._set_status("unreachable", f"Server at {self.server_url} {what}; images cannot be judged until it is back")
+
+    def server_answered(self, name: str | None = None) -> None:
+        """The connected server answered a request (`name`: the model it names): back to ready if it was lost."""
+        if self.mode == "remote" and self.model_status == "unreachable":
+            self.model_ready(name or self.model_name or "remote model")
+
+    def key_refused(self, *, sent: bool) -> None:
+        """The server answered 401: it wants an API key, and got none (`sent` False) or a wrong one."""
+        if self.mode != "remote":
+            return
+        if sent:
+            text = f"The API key was refused by the server at {self.server_url}: check it and press Connect"
+        else:
+            text = f"The server at {self.server_url} needs an API key: type it in the key field and press Connect"
+        self._set_status("failed", text)
+
+    def _set_status(self, status: ModelStatus, text: str) -> None:
+        if status != "unreachable":
+            self.down_since = None
+        if (status, text) != (self.model_status, self.status_text):
+            self.model_status, self.status_text = status, text
+            self.emit(Event.STATUS)
 
     # --- images --------------------------------------------------------------------------------------
 

@@ -1,5 +1,6 @@
-"""Work off the UI thread: `Task`, a QRunnable that runs one function and reports back by signal, and
-`TaskRunner`, the window's queue of them on its own QThreadPool.
+"""Work off the UI thread: `Task`, a QRunnable that runs one function and reports back by signal,
+`TaskRunner`, the window's queue of them on its own QThreadPool, and `ServerWatch`, the periodic health check of
+a remote server.
 
 A task's signals object is created on the UI thread, so its signals reach slots of UI-thread QObjects queued,
 on the UI thread; they are connected to bound methods of the runner (not lambdas), which Qt can queue.
@@ -11,21 +12,25 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from qtpy.QtCore import QObject, QRunnable, QThreadPool, Signal, Slot
+from qtpy.QtCore import QObject, QRunnable, QThreadPool, QTimer, Signal, Slot
 
 from skinscan.core.errors import SkinscanError
-from skinscan.gui.backends import describe_error
+from skinscan.gui.backends import ApiKeyError, Backend, ServerUnreachableError, describe_error
+from skinscan.gui.state import AppState, Event
+
+HEALTH_INTERVAL_S = 5.0
 
 log = logging.getLogger(__name__)
 
 
 class TaskSignals(QObject):
     succeeded = Signal(object, object)  # key, value
-    failed = Signal(object, str)  # key, message for the user
+    failed = Signal(object, str, object)  # key, message for the user, the exception (what kind of failure)
 
 
 class Task(QRunnable):
-    """Runs `function()`; emits `signals.succeeded(key, value)` or `signals.failed(key, message)`. Never raises."""
+    """Runs `function()`; emits `signals.succeeded(key, value)` or `signals.failed(key, message, error)`.
+    Never raises."""
 
     def __init__(self, key: Any, function: Callable[[], Any]) -> None:
         super().__init__()
@@ -41,7 +46,8 @@ class Task(QRunnable):
         except Exception as exc:  # a worker must report every failure, not die with it
             if not isinstance(exc, SkinscanError | OSError):
                 log.exception("task %r failed", self.key)
-            self.signals.failed.emit(self.key, describe_error(exc))
+            # without its traceback: the frames would keep the image's bytes alive until the UI thread gets to it
+            self.signals.failed.emit(self.key, describe_error(exc), exc.with_traceback(None))
         else:
             self.signals.succeeded.emit(self.key, value)
 
@@ -50,11 +56,11 @@ class TaskRunner(QObject):
     """Runs functions one at a time in a background thread and reports each on the UI thread.
 
     One worker thread: the model loads before the first prediction runs, and the engine judges one image at a
-    time anyway. `succeeded(key, value)` and `failed(key, message)` are emitted on the UI thread.
+    time anyway. `succeeded(key, value)` and `failed(key, message, error)` are emitted on the UI thread.
     """
 
     succeeded = Signal(object, object)
-    failed = Signal(object, str)
+    failed = Signal(object, str, object)
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -80,13 +86,70 @@ class TaskRunner(QObject):
         if self._tasks.pop(key, None) is not None:
             self.succeeded.emit(key, value)
 
-    @Slot(object, str)
-    def _on_failed(self, key: Any, message: str) -> None:
+    @Slot(object, str, object)
+    def _on_failed(self, key: Any, message: str, error: Any) -> None:
         if self._tasks.pop(key, None) is not None:
-            self.failed.emit(key, message)
+            self.failed.emit(key, message, error)
 
     def shutdown(self) -> None:
         """Drop queued work and wait for the running task, so that no thread outlives the window."""
         self.pool.clear()
         self.pool.waitForDone()  # also ends the pool's idle threads
         self._tasks.clear()
+
+
+class ServerWatch(QObject):
+    """Checks the connected server's health every `interval_s` while `state.server_watched`, and tells the state:
+    gone (`server_lost`), back (`server_answered`) or refusing the key (`key_refused`).
+
+    The checks run on a thread of their own, so they neither wait behind a queue of images nor hold one up, and
+    one at a time: while a check waits for its (short) timeout, the next is skipped.
+    """
+
+    def __init__(self, state: AppState, interval_s: float = HEALTH_INTERVAL_S, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.state = state
+        self.backend: Backend | None = None
+        self.generation = 0
+        self.runner = TaskRunner(self)
+        self.runner.succeeded.connect(self._answered)
+        self.runner.failed.connect(self._failed)
+        self.timer = QTimer(self)
+        self.timer.setInterval(max(1, round(interval_s * 1000)))
+        self.timer.timeout.connect(self.check_now)
+        state.subscribe(Event.STATUS, self._follow)
+
+    def watch(self, backend: Backend, generation: int) -> None:
+        """Check `backend` from now on; answers about an older connection's backend are ignored."""
+        self.backend, self.generation = backend, generation
+        self._follow()
+
+    def _follow(self) -> None:
+        if not self.state.server_watched:
+            self.timer.stop()
+        elif not self.timer.isActive():
+            self.timer.start()
+
+    @Slot()  # a real slot: connected without a PyQt proxy object
+    def check_now(self) -> None:
+        if self.backend is None or self.runner.busy:
+            return
+        self.runner.submit(self.generation, self.backend.check)
+
+    @Slot(object, object)
+    def _answered(self, generation: Any, name: Any) -> None:
+        if generation == self.generation:
+            self.state.server_answered(str(name))
+
+    @Slot(object, str, object)
+    def _failed(self, generation: Any, message: str, error: Any) -> None:
+        if generation != self.generation:
+            return
+        if isinstance(error, ApiKeyError):  # not from a skinscan server (its /health wants no key): say so anyway
+            self.state.key_refused(sent=error.sent)
+        else:  # not answering, or answering that it cannot judge now (its model failed, or loads after a restart)
+            self.state.server_lost(None if isinstance(error, ServerUnreachableError) else message)
+
+    def shutdown(self) -> None:
+        self.timer.stop()
+        self.runner.shutdown()
