@@ -17,14 +17,19 @@ from skinscan.api.settings import Settings
 
 
 @contextmanager
-def live_uvicorn(app: Any, limits: ConnectionLimits | None = None) -> Iterator[tuple[str, uvicorn.Server]]:
-    """Serve `app` on 127.0.0.1 until the block ends; yields its base URL (no trailing slash) and the server.
+def live_uvicorn(
+    app: Any, limits: ConnectionLimits | None = None, port: int = 0
+) -> Iterator[tuple[str, uvicorn.Server]]:
+    """Serve `app` on 127.0.0.1 (on `port`, or a free one) until the block ends; yields its base URL (no trailing
+    slash) and the server.
 
     The listening socket is bound here with proto 0, as uvicorn binds it for `skinscan serve --workers N`, and the
     server runs the HTTP protocol `skinscan serve` runs, under `limits` (default: the default settings').
     """
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
+    # a stopped server's closed connections linger in TIME_WAIT on its port; a server started in its place binds anyway
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
     port = sock.getsockname()[1]
     # log_config=None: leave the test process's logging alone; ws="none": no websockets import
     http = protocol_factory(limits or ConnectionLimits())

@@ -8,8 +8,6 @@ import csv
 import io
 import os
 import socket
-import threading
-import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import partial
@@ -349,27 +347,10 @@ def serve(app: Any, port: int = 0) -> Iterator[str]:
 
     Unlike live_server, on a port of the caller's choosing: a test stops a server and starts another in its place.
     """
-    import uvicorn
+    from live_server import live_uvicorn
 
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    # the stopped server's closed connections linger in TIME_WAIT on the port; the next one binds it anyway
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", port))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, ws="none", lifespan="on")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 20
-        while not server.started:
-            assert thread.is_alive() and time.monotonic() < deadline, "the test server did not start"
-            time.sleep(0.02)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=20)
-        sock.close()
+    with live_uvicorn(app, port=port) as (url, _):
+        yield url
 
 
 def server_app(engine: Engine, api_key: str | None = None) -> Any:
