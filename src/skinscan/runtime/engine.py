@@ -131,6 +131,8 @@ class Engine:
         except Exception as exc:  # onnxruntime raises its own untyped errors for any unreadable file
             raise ModelFormatError(f"cannot load model {self.path}: {exc}") from exc
         self.spec = self._read_spec()
+        self._input = self.session.get_inputs()[0].name
+        self._outputs = [o.name for o in self.session.get_outputs()]
         self.site = load_site(site) if isinstance(site, str | os.PathLike) else site
         self.ood_threshold = self.spec.ood_threshold
         self.calibration = Calibration(self.spec.temperature, self.spec.logit_bias)
@@ -141,7 +143,7 @@ class Engine:
                     f"the site profile {self.site.name!r} was fitted for model {self.site.model_id}, not "
                     f"{self.spec.id}: fit one for this model with `skinscan calibrate-site`"
                 )
-            if self.site.adapted is not None and "features" not in self._output_names():
+            if self.site.adapted is not None and "features" not in self._outputs:
                 raise ConfigError(f"the site profile {self.site.name!r} needs a model with a features output")
             self.calibration = Calibration(self.site.temperature, self.site.bias)
             default_threshold = self.site.threshold
@@ -153,8 +155,6 @@ class Engine:
         self.decode_budget = decode_budget if decode_budget is not None else DecodeBudget()
         limit_heap_retention()  # what a large decode frees goes back to the system, not to this process's heap
         self.scale = scale
-        self._input = self.session.get_inputs()[0].name
-        self._outputs = [o.name for o in self.session.get_outputs()]
         # one model run at a time: concurrent runs would each take every thread and fight over the cores,
         # while decoding and preprocessing of other requests still overlap with it
         self._run_lock = threading.Lock()
@@ -167,9 +167,6 @@ class Engine:
         if METADATA_KEY not in meta:
             raise ModelFormatError(f"{self.path} carries no skinscan spec (no model.json beside it either)")
         return ModelSpec.from_json(meta[METADATA_KEY])
-
-    def _output_names(self) -> list[str]:
-        return [o.name for o in self.session.get_outputs()]
 
     @property
     def info(self) -> dict[str, Any]:
