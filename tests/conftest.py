@@ -4,6 +4,7 @@ and the real dermoscopy of ../shared/data when it is there."""
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,6 +19,9 @@ if TYPE_CHECKING:
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 # pytest-qt and qtpy must pick the same binding, or two Qt libraries end up in one process
 os.environ.setdefault("PYTEST_QT_API", os.environ.get("QT_API", "pyqt5"))
+# a model store of the test run's own, empty (never created unless a test pulls into it): a model the user pulled
+# with `skinscan models pull` must not become every test's default model (runtime/store.py)
+os.environ["SKINSCAN_HOME"] = os.path.join(tempfile.gettempdir(), f"skinscan-tests-{os.getpid()}")
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

@@ -406,11 +406,95 @@ def _run_predict(args: argparse.Namespace) -> int:
 
 
 def _add_models(sub: Any) -> None:
-    p = sub.add_parser("models", help="list the trainable network architectures")
-    p.set_defaults(func=_run_models)
+    p = sub.add_parser(
+        "models", help="installed models: list, pull a newer one, choose which is used",
+        description="The models installed in the local store ($SKINSCAN_HOME, else $XDG_DATA_HOME/skinscan, else "
+        "~/.local/share/skinscan) and the bundled one. The active one is what predict, serve, evaluate and gui use "
+        "unless --model or SKINSCAN_MODEL says otherwise.",
+    )  # fmt: skip
+    p.set_defaults(func=_run_models_list)
+    verbs = p.add_subparsers(metavar="ACTION")
+    verbs.add_parser("list", help="the installed models, and which is active (the default)").set_defaults(
+        func=_run_models_list
+    )
+    pull = verbs.add_parser(
+        "pull", help="install a model from a folder, a URL of its files or a skinscan server, and use it",
+        description="Fetch model.json + model.onnx, check each file's sha256 against what the source publishes (a "
+        "server's /model/files, or a SHA256SUMS file beside the files) and against --sha256, check the model (it "
+        "loads and runs once on a test image), then install it beside the models installed before and make it "
+        "active. A download whose source publishes no sha256 is refused unless --sha256 gives each file's.",
+    )  # fmt: skip
+    pull.add_argument("source", metavar="URL_OR_PATH",
+                      help="a model folder, its model.json or model.onnx, an http(s) URL of them, or a skinscan "
+                      "server's base URL (its API key from $SKINSCAN_API_KEY)")  # fmt: skip
+    pull.add_argument("--sha256", action="append", default=[], metavar="HEX",
+                      help="the sha256 a file must have, as its publisher gives it (once per file)")  # fmt: skip
+    pull.add_argument("--no-use", action="store_true", help="install it, but keep the active model as it is")
+    pull.add_argument("--max-mb", type=positive_number, default=512, help="refuse a model.onnx larger than this")
+    pull.add_argument("--timeout", type=positive_number, default=30,
+                      help="seconds to wait for the source to answer or to send more (default 30)")  # fmt: skip
+    pull.set_defaults(func=_run_models_pull)
+    use = verbs.add_parser("use", help="make an installed version (or `bundled`) the active model")
+    use.add_argument("version", metavar="VERSION", help="an installed version (see `skinscan models list`) or bundled")
+    use.set_defaults(func=_run_models_use)
+    verbs.add_parser(
+        "architectures", help="the trainable network architectures (needs the [train] extra)"
+    ).set_defaults(func=_run_models_architectures)
 
 
-def _run_models(args: argparse.Namespace) -> int:
+def _run_models_list(args: argparse.Namespace) -> int:
+    from skinscan.runtime.engine import MODEL_ENV, bundled_model_path
+    from skinscan.runtime.store import BUNDLED, ModelStore, read_spec
+
+    store = ModelStore()
+    active = store.active_version()
+    rows = [(m.version, m.id, f"from {m.source}, {m.installed}" if m.source else str(m.path))
+            for m in store.installed()]  # fmt: skip
+    try:
+        spec = read_spec(bundled_model_path())
+        rows.append((BUNDLED, f"{spec.id} {spec.version}", "ships with skinscan"))
+    except SkinscanError as exc:
+        rows.append((BUNDLED, "(missing)", str(exc)))
+    width = max(len(r[0]) for r in rows)
+    for version, model_id, where in rows:
+        print(f"{'*' if version == active else ' '} {version:<{width}}  {model_id}  {where}")
+    if active != BUNDLED and active not in {r[0] for r in rows}:
+        print(f"the active model {active} is missing: `skinscan models use VERSION` chooses another", file=sys.stderr)
+        return EXIT_ERROR
+    print(f"(* active; store: {store.models})")
+    if os.environ.get(MODEL_ENV):
+        print(f"note: {MODEL_ENV}={os.environ[MODEL_ENV]} is set, and is used instead of the active model")
+    return 0
+
+
+def _run_models_pull(args: argparse.Namespace) -> int:
+    from skinscan.runtime.fetch import is_sha256
+    from skinscan.runtime.updates import pull_model
+
+    bad = [h for h in args.sha256 if not is_sha256(h.strip())]
+    if bad:
+        raise ConfigError(f"--sha256 takes 64 hexadecimal digits, not {bad[0]!r}")
+    pulled = pull_model(
+        args.source, sha256=args.sha256, api_key=os.environ.get("SKINSCAN_API_KEY", "").strip() or None,
+        timeout_s=args.timeout, max_bytes=int(args.max_mb * 1024 * 1024), activate=not args.no_use,
+    )  # fmt: skip
+    model = pulled.model
+    checked = ", ".join(f"{name} ({how} sha256)" for name, how in pulled.verified_by.items())
+    what = "already installed" if pulled.already else f"installed in {model.path}"
+    print(f"{model.id} {model.version}: {what}" + (f"; verified {checked}" if checked else ""))
+    print(f"active: {model.version}" if model.active else f"not active: `skinscan models use {model.version}`")
+    return 0
+
+
+def _run_models_use(args: argparse.Namespace) -> int:
+    from skinscan.runtime.store import ModelStore
+
+    ModelStore().use(args.version)
+    print(f"active: {args.version.strip()}")
+    return 0
+
+
+def _run_models_architectures(args: argparse.Namespace) -> int:
     _require("torch")
     from skinscan.training.models import list_models
 

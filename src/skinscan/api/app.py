@@ -13,6 +13,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 
 from skinscan import DISCLAIMER, __version__
+from skinscan.api import model_files
 from skinscan.api.deps import API_KEY_HEADER, EngineSlot
 from skinscan.api.errors import install_error_handlers
 from skinscan.api.middleware import HeadAsGetMiddleware, SecurityHeadersMiddleware
@@ -63,6 +64,7 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
             allow_headers=[API_KEY_HEADER, "Content-Type"],
         )  # fmt: skip
     app.include_router(router)
+    app.include_router(model_files.router)  # GET /model/files: the served model for `skinscan models pull`
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
 

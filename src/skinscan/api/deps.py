@@ -10,6 +10,7 @@ from fastapi import Depends, HTTPException, Request
 
 from skinscan.api.settings import Settings
 from skinscan.runtime.engine import Engine
+from skinscan.runtime.published import PublishedModel, publish
 
 API_KEY_HEADER = "X-API-Key"
 
@@ -20,10 +21,12 @@ class EngineSlot:
 
     engine: Engine | None = None
     error: str | None = None
+    published: PublishedModel | None = field(default=None, repr=False)  # its files, hashed once (model_files.py)
     _status: str = field(default="loading", repr=False)
 
     def __post_init__(self) -> None:
         if self.engine is not None:
+            self.published = _publish(self.engine)
             self._status = "ready"
 
     @property
@@ -33,13 +36,22 @@ class EngineSlot:
     def load(self, settings: Settings) -> None:
         """Load the model named by the settings (blocking: run it off the event loop)."""
         try:
-            self.engine = Engine(
+            engine = Engine(
                 settings.model, threads=settings.threads, threshold=settings.threshold, spin=False, site=settings.site
             )
         except Exception as exc:  # whatever the cause, the server stays up and /health says why
             self.error, self._status = str(exc) or type(exc).__name__, "failed"
             raise
-        self._status = "ready"
+        self.published = _publish(engine)  # before the engine: a request that finds the engine finds its files
+        self.engine, self._status = engine, "ready"
+
+
+def _publish(engine: Engine) -> PublishedModel | None:
+    """The engine's files with their sha256, for GET /model/files; None (and that route answers 503) if unreadable."""
+    try:
+        return publish(engine.path, engine.spec)
+    except OSError:
+        return None
 
 
 # The dependencies are coroutines, though none of them waits for anything: FastAPI runs a plain function dependency

@@ -10,6 +10,7 @@ SkinscanError
 ├── ConfigError              a setting that cannot be used (unknown name, invalid choice, unavailable device)
 ├── ModelNotFoundError       an unknown model name or a missing model file
 ├── ModelFormatError         a model file or spec that is unreadable or inconsistent
+├── DownloadError            a model that cannot be fetched or verified: unreachable, too large, a wrong checksum
 └── MissingExtraError        an optional dependency is not installed; the message says which extra
 """
 
@@ -59,6 +60,11 @@ class ModelNotFoundError(SkinscanError):
 
 class ModelFormatError(SkinscanError):
     """A model file or spec that cannot be used."""
+
+
+class DownloadError(SkinscanError):
+    """A model source that cannot be fetched or trusted: unreachable, too slow, too large, or files whose sha256 is
+    not the one published (or given)."""
 
 
 class MissingExtraError(SkinscanError):

@@ -33,6 +33,7 @@ from skinscan.runtime.imaging import DEFAULT_MAX_BYTES, ImageSource, load_image
 from skinscan.runtime.result import HeatmapFn, Prediction
 from skinscan.runtime.session import import_onnxruntime
 from skinscan.runtime.site import SiteProfile, load_site
+from skinscan.runtime.store import active_model_path
 
 MODEL_ENV = "SKINSCAN_MODEL"
 
@@ -54,10 +55,11 @@ def bundled_model_path() -> Path:
 
 
 def resolve_model_path(model: str | os.PathLike[str] | None = None) -> Path:
-    """An explicit path, else $SKINSCAN_MODEL, else the bundled model. A folder means its model.onnx."""
+    """An explicit path, else $SKINSCAN_MODEL, else the store's active model (`skinscan models use`), else the
+    bundled model. A folder means its model.onnx."""
     chosen = model if model is not None else os.environ.get(MODEL_ENV) or None
     if chosen is None:
-        return bundled_model_path()
+        return active_model_path() or bundled_model_path()
     path = Path(chosen)
     if path.is_dir():
         path = path / "model.onnx"

@@ -86,6 +86,7 @@ def run_predict(args: argparse.Namespace) -> int:
         heatmap_dir.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, object]] = []
     failed = 0
+    model = {"id": engine.spec.id, "version": engine.spec.version}  # as a server's answer names it
     for path, target in zip(images, targets, strict=True):
         result = _judge(engine, path, heatmap=target is not None)
         if isinstance(result, str):
@@ -93,7 +94,7 @@ def run_predict(args: argparse.Namespace) -> int:
             print(printable(f"{path}: error: {result}"), file=sys.stderr, flush=True)
             rows.append({"path": str(path), "status": "error", "reason": result})
             continue
-        data: dict[str, object] = {"path": str(path), **result.to_dict(include_heatmap=False)}
+        data: dict[str, object] = {"path": str(path), **result.to_dict(include_heatmap=False), "model": model}
         written = None
         if target is not None and result.overlay_png:
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -114,5 +115,5 @@ def run_predict(args: argparse.Namespace) -> int:
             writer.writeheader()
             writer.writerows(rows)
     if not args.json:
-        print(f"\n{DISCLAIMER}", file=sys.stderr)
+        print(f"\nmodel {engine.spec.id} {engine.spec.version} ({engine.path})\n{DISCLAIMER}", file=sys.stderr)
     return 1 if failed else 0
