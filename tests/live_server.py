@@ -59,5 +59,6 @@ def live_server(app: Any, limits: ConnectionLimits | None = None) -> Iterator[st
 
 def plain_settings(**overrides: Any) -> Settings:
     """Settings that ignore whatever SKINSCAN_* variables the test run happens to have."""
-    values: dict[str, Any] = {"api_key": None, "cors_origins": [], "max_upload_mb": 10, "model": None}
+    values: dict[str, Any] = {"api_key": None, "cors_origins": [], "max_upload_mb": 10, "model": None,
+                              "audit_log": None, "site": None}  # fmt: skip
     return Settings(**{**values, **overrides})

@@ -280,7 +280,7 @@ def test_phone_sized_screen(browser: Any, server_url: str) -> None:
 
 def test_offline_api_docs(browser: Any, server_url: str) -> None:
     context, page, watch = open_page(browser, server_url, "/docs")
-    expect(page.locator("#docs-status")).to_have_text("7 endpoints.")
+    expect(page.locator("#docs-status")).to_have_text("8 endpoints.")
     predict = page.locator("details.endpoint", has_text="/predict/batch")
     predict.locator("summary").click()
     expect(predict.get_by_role("cell", name="files", exact=True)).to_be_visible()

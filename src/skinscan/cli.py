@@ -24,7 +24,7 @@ EXIT_BROKEN_PIPE = 141
 _EXTRA_OF = {
     "torch": "train", "onnx": "train", "fastapi": "serve", "uvicorn": "serve", "python_multipart": "serve",
     "qtpy": "gui", "PyQt5": "gui", "h5py": "train", "sklearn": "evaluate", "matplotlib": "evaluate",
-    "pydantic_settings": "serve",
+    "pydantic_settings": "serve", "prometheus_client": "serve", "tqdm": "evaluate",
 }  # fmt: skip
 
 
@@ -388,6 +388,43 @@ def _run_calibrate_site(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- drift-reference --------------------------------------------------------------------------------
+
+
+def _add_drift_reference(sub: Any) -> None:
+    p = sub.add_parser(
+        "drift-reference", help="record a model's probabilities and input-check distances on reference images",
+        description="Run a model over reference images (its validation images, say) and write what its "
+        "probabilities and input-check distances look like into its model.json: the server's drift monitor "
+        "compares recent images with it (/health, /metrics).",
+    )  # fmt: skip
+    p.add_argument("data", nargs="+", help="dataset folders or CSVs (any layout skinscan reads)")
+    p.add_argument("--split", help="only this split of each dataset (e.g. val)")
+    p.add_argument("--model", help="model.onnx or its folder (default: the bundled model); its model.json is updated")
+    p.set_defaults(func=_run_drift_reference)
+
+
+def _run_drift_reference(args: argparse.Namespace) -> int:
+    _require("tqdm")  # the data loaders' progress bars
+    from skinscan.evaluation.evaluate import load_split
+    from skinscan.evaluation.reference import reference_of, write_reference
+    from skinscan.runtime.engine import Engine
+
+    records = [r for data in args.data for r in load_split(data, args.split)]
+    engine = Engine(args.model)
+    beside = engine.path.with_name("model.json")
+    if not beside.is_file():
+        raise ConfigError(f"{engine.path} has no model.json beside it to write the reference into")
+    names = ", ".join(Path(d).name for d in args.data)
+    reference = reference_of(engine, records, source=names + (f" ({args.split})" if args.split else ""))
+    write_reference(beside, reference)
+    for name, measure in reference.measures.items():
+        print(f"{name:<14} median {measure.deciles[4]:.4f}  90th percentile {measure.deciles[8]:.4f}  "
+              f"99th {measure.p99:.4f}")  # fmt: skip
+    print(f"wrote the reference of {reference.images} images into {beside}")
+    return 0
+
+
 def _ci(ci: Sequence[float] | None) -> str:
     return f"({ci[0]:.3f}–{ci[1]:.3f})" if ci else "(no interval)"
 
@@ -525,6 +562,7 @@ def _run_serve(args: argparse.Namespace) -> int:
     _require("uvicorn")
     _require("python_multipart")
     _require("pydantic_settings")
+    _require("prometheus_client")
     from skinscan.api.server import serve
     from skinscan.api.settings import Settings
 
@@ -562,8 +600,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 _COMMANDS: list[Callable[[Any], None]] = [
-    _add_predict, _add_serve, _add_evaluate, _add_calibrate_site, _add_train, _add_export, _add_refit, _add_quantize,
-    _add_import_keras, _add_models, _add_gui,
+    _add_predict, _add_serve, _add_evaluate, _add_calibrate_site, _add_drift_reference, _add_train, _add_export,
+    _add_refit, _add_quantize, _add_import_keras, _add_models, _add_gui,
 ]  # fmt: skip
 
 

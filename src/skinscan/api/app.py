@@ -17,8 +17,10 @@ from skinscan.api import model_files
 from skinscan.api.deps import API_KEY_HEADER, EngineSlot
 from skinscan.api.errors import install_error_handlers
 from skinscan.api.middleware import HeadAsGetMiddleware, SecurityHeadersMiddleware
+from skinscan.api.monitor import Monitor, RequestMetricsMiddleware, monitor_for
 from skinscan.api.routes import DESCRIPTION, STATIC_DIR, router
 from skinscan.api.settings import Settings
+from skinscan.core.errors import SkinscanError
 from skinscan.runtime.engine import Engine
 
 log = logging.getLogger("skinscan.api")
@@ -29,7 +31,9 @@ class SkinscanAPI(FastAPI):
     middleware added the usual way runs inside it, and would miss the 500s it sends."""
 
     def build_middleware_stack(self) -> ASGIApp:
-        return SecurityHeadersMiddleware(HeadAsGetMiddleware(super().build_middleware_stack()))
+        # the request metrics inside HEAD's, which hands on a copy of the scope: they read the route matched from it
+        counted = RequestMetricsMiddleware(super().build_middleware_stack(), self.state.monitor)
+        return SecurityHeadersMiddleware(HeadAsGetMiddleware(counted))
 
 
 def create_app(engine: Engine | None = None, settings: Settings | None = None) -> FastAPI:
@@ -42,12 +46,15 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
     """
     settings = settings if settings is not None else Settings()
     slot = EngineSlot(engine)
+    monitor = monitor_for(settings)
+    if engine is not None:
+        _watch(monitor, engine)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with anyio.create_task_group() as tasks:
             if slot.engine is None:
-                tasks.start_soon(_load_engine, slot, settings)
+                tasks.start_soon(_load_engine, slot, settings, monitor)
             yield
             tasks.cancel_scope.cancel()
 
@@ -57,6 +64,7 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
     )  # fmt: skip
     app.state.settings = settings
     app.state.engine_slot = slot
+    app.state.monitor = monitor
     install_error_handlers(app)
     if settings.cors_origins:
         app.add_middleware(
@@ -69,14 +77,22 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
     return app
 
 
-async def _load_engine(slot: EngineSlot, settings: Settings) -> None:
+async def _load_engine(slot: EngineSlot, settings: Settings, monitor: Monitor) -> None:
     try:
         await anyio.to_thread.run_sync(slot.load, settings)
     except Exception as exc:  # an error here would end the app's lifespan; /health reports it instead
         log.error("cannot load the model: %s", exc)
         return
     assert slot.engine is not None
+    _watch(monitor, slot.engine)
     log.info("model %s %s loaded from %s", slot.engine.spec.id, slot.engine.spec.version, slot.engine.path)
+
+
+def _watch(monitor: Monitor, engine: Engine) -> None:
+    try:
+        monitor.attach(engine)
+    except SkinscanError as exc:  # the model still serves; drift stays "no_reference" and the log says why
+        log.error("no drift monitoring: %s", exc)
 
 
 def app_from_env() -> FastAPI:

@@ -8,6 +8,7 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 
+from skinscan.api.monitor import Monitor
 from skinscan.api.settings import Settings
 from skinscan.runtime.engine import Engine
 from skinscan.runtime.published import PublishedModel, publish
@@ -66,6 +67,11 @@ async def get_settings(request: Request) -> Settings:
 async def get_slot(request: Request) -> EngineSlot:
     slot: EngineSlot = request.app.state.engine_slot
     return slot
+
+
+async def get_monitor(request: Request) -> Monitor:
+    monitor: Monitor = request.app.state.monitor
+    return monitor
 
 
 async def get_engine(slot: Annotated[EngineSlot, Depends(get_slot)]) -> Engine:

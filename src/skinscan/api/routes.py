@@ -11,10 +11,20 @@ from typing import Annotated, Any
 import anyio
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from skinscan import DISCLAIMER, __version__
-from skinscan.api.deps import EngineSlot, check_api_key, get_engine, get_settings, get_slot, require_api_key
+from skinscan.api.deps import (
+    EngineSlot,
+    check_api_key,
+    get_engine,
+    get_monitor,
+    get_settings,
+    get_slot,
+    require_api_key,
+)
 from skinscan.api.errors import describe_error
+from skinscan.api.monitor import Monitor
 from skinscan.api.multipart import Upload, UploadLimits, read_uploads
 from skinscan.api.schemas import BatchItem, BatchOut, EndpointOut, ErrorOut, HealthOut, InfoOut, ModelRef, PredictionOut
 from skinscan.api.settings import Settings
@@ -28,6 +38,7 @@ DESCRIPTION = "Skin-lesion screening: judges a dermoscopic or close-up photo of 
 EngineDep = Annotated[Engine, Depends(get_engine)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 SlotDep = Annotated[EngineSlot, Depends(get_slot)]
+MonitorDep = Annotated[Monitor, Depends(get_monitor)]
 HeatmapQuery = Annotated[bool, Query(description="add the heatmap overlay as a base64 PNG")]
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -129,9 +140,12 @@ async def index(request: Request, settings: SettingsDep, slot: SlotDep) -> Any:
     summary="whether the server is alive and the model loaded",
     responses={503: {"model": HealthOut, "description": "the model is loading or failed to load"}},
 )
-async def health(slot: SlotDep) -> Any:
+async def health(slot: SlotDep, monitor: MonitorDep) -> Any:
     engine = slot.engine
+    drift = monitor.drift_state() if engine is not None else None
     body = HealthOut(
+        drift=drift,
+        warnings=list(drift["warnings"]) if drift else [],
         status="ok" if engine is not None else "failed" if slot.status == "failed" else "loading",
         model_loaded=engine is not None,
         model=_model_ref(engine) if engine is not None else None,
@@ -150,6 +164,17 @@ async def model_card(engine: EngineDep) -> dict[str, Any]:
     return card
 
 
+@router.get(
+    "/metrics",
+    dependencies=protected,
+    summary="Prometheus metrics: requests, predictions, refusals, latency, model and site, drift",
+    responses={200: {"content": {"text/plain": {}}}, 401: _ERRORS[401]},
+    response_class=Response,
+)
+async def metrics(monitor: MonitorDep) -> Response:
+    return Response(monitor.render(), media_type=CONTENT_TYPE_LATEST)
+
+
 @router.post(
     "/predict",
     dependencies=protected,
@@ -158,12 +183,22 @@ async def model_card(engine: EngineDep) -> dict[str, Any]:
     responses=_ERRORS,
     openapi_extra=_upload_body("file", many=False),
 )
-async def predict(request: Request, engine: EngineDep, settings: SettingsDep, heatmap: HeatmapQuery = False) -> Any:
+async def predict(
+    request: Request, engine: EngineDep, settings: SettingsDep, monitor: MonitorDep, heatmap: HeatmapQuery = False
+) -> Any:
     start = time.perf_counter()
     uploads, others = await read_uploads(request, "file", UploadLimits.for_files(settings.max_upload_bytes, 1))
     if not uploads:
         raise HTTPException(422, detail=_missing_field_text("file", others))
-    result = await anyio.to_thread.run_sync(partial(engine.predict, uploads[0].data, heatmap=heatmap))
+    request_id = getattr(request.state, "request_id", None)
+    try:
+        result = await anyio.to_thread.run_sync(partial(engine.predict, uploads[0].data, heatmap=heatmap))
+    except SkinscanError as exc:
+        status, error = describe_error(exc)
+        monitor.record(exc, engine, request_id=request_id, route="/predict", latency_ms=_elapsed_ms(start),
+                       http_status=status, error=error)  # fmt: skip
+        raise
+    monitor.record(result, engine, request_id=request_id, route="/predict", latency_ms=_elapsed_ms(start))
     return PredictionOut(**result.to_dict(include_heatmap=heatmap), model=_model_ref(engine), time=_now(),
                          latency_ms=_elapsed_ms(start))  # fmt: skip
 
@@ -177,7 +212,7 @@ async def predict(request: Request, engine: EngineDep, settings: SettingsDep, he
     openapi_extra=_upload_body("files", many=True),
 )
 async def predict_batch(
-    request: Request, engine: EngineDep, settings: SettingsDep, heatmap: HeatmapQuery = False
+    request: Request, engine: EngineDep, settings: SettingsDep, monitor: MonitorDep, heatmap: HeatmapQuery = False
 ) -> Any:
     start = time.perf_counter()
     limits = UploadLimits.for_files(settings.max_upload_bytes, settings.max_batch_files)
@@ -185,9 +220,14 @@ async def predict_batch(
     if not uploads:
         raise HTTPException(422, detail=_missing_field_text("files", others))
     readable = [u.data for u in uploads if not u.too_large]
-    outcomes = iter(await anyio.to_thread.run_sync(partial(engine.predict_batch, readable, heatmap=heatmap)))
-    items = [_batch_item(i, upload, engine, settings, None if upload.too_large else next(outcomes), heatmap)
-             for i, upload in enumerate(uploads)]  # fmt: skip
+    judged = iter(await anyio.to_thread.run_sync(partial(engine.predict_batch, readable, heatmap=heatmap)))
+    outcomes = [None if upload.too_large else next(judged) for upload in uploads]
+    items = [_batch_item(i, upload, engine, settings, outcomes[i], heatmap) for i, upload in enumerate(uploads)]
+    request_id, latency = getattr(request.state, "request_id", None), _elapsed_ms(start)
+    for item, outcome in zip(items, outcomes, strict=True):
+        monitor.record(outcome if outcome is not None else "too_large", engine, request_id=request_id,
+                       route="/predict/batch", latency_ms=latency, index=item.index,
+                       http_status=item.http_status or 200, error=item.error)  # fmt: skip
     return BatchOut(count=len(items), results=items, model=_model_ref(engine), time=_now(),
                     latency_ms=_elapsed_ms(start), disclaimer=DISCLAIMER)  # fmt: skip
 

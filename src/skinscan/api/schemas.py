@@ -70,6 +70,10 @@ class HealthOut(BaseModel):
     model: ModelRef | None = None
     detail: str | None = None
     version: str
+    warnings: list[str] = Field(default_factory=list, description="what whoever runs the server should look at "
+                                "(drift of recent images from the reference); never a reason to refuse")  # fmt: skip
+    drift: dict[str, Any] | None = Field(default=None, description="recent images against the model's or site's "
+                                         "reference: status ok, warning, collecting or no_reference")  # fmt: skip
 
 
 class EndpointOut(BaseModel):

@@ -14,7 +14,8 @@ from skinscan.runtime.engine import resolve_model_path
 
 _PASSED_TO_WORKERS = (
     "model", "site", "max_upload_mb", "max_batch_files", "api_key", "cors_origins", "threads", "threshold",
-    "header_timeout_s", "body_timeout_s", "read_timeout_s", "max_connections",
+    "header_timeout_s", "body_timeout_s", "read_timeout_s", "max_connections", "audit_log", "audit_log_max_mb",
+    "audit_log_backups", "drift_window", "drift_min_count",
 )  # fmt: skip
 
 
@@ -57,6 +58,13 @@ def serve(settings: Settings) -> int:
         settings = settings.model_copy(update={"site": str(Path(settings.site).resolve())})
         print(f"skinscan: site profile {site.name!r} ({site.active}, {site.images} images, fitted {site.created})",
               file=sys.stderr)  # fmt: skip
+    if settings.audit_log is not None:
+        from skinscan.api.monitor import audit_log_for
+
+        audit_log_for(settings).check()  # an unwritable path fails here, in one line, before serving
+        settings = settings.model_copy(update={"audit_log": str(Path(settings.audit_log).resolve())})
+        print(f"skinscan: audit log: {settings.audit_log} (one line per image judged; no images, no names)",
+              file=sys.stderr)  # fmt: skip
     sock = None
     if settings.workers == 1:
         # bound here, before anything says "serving": a port in use is one line and exit status 1, not uvicorn's
@@ -88,10 +96,13 @@ def serve(settings: Settings) -> int:
             settings = settings.model_copy(update={"threads": max(1, (os.cpu_count() or 1) // settings.workers)})
         # each worker process builds its own app (and engine) from the environment
         os.environ.update(settings_env(settings))
-        if can_share_port():
-            return run_workers(settings.workers, settings.host, settings.port, options)
-        uvicorn.run(APP_FACTORY, host=settings.host, port=settings.port, factory=True, workers=settings.workers,
-                    **options)  # fmt: skip
+        from skinscan.api.monitor import shared_metrics
+
+        with shared_metrics():  # /metrics, answered by any one process, counts all of them
+            if can_share_port():
+                return run_workers(settings.workers, settings.host, settings.port, options)
+            uvicorn.run(APP_FACTORY, host=settings.host, port=settings.port, factory=True, workers=settings.workers,
+                        **options)  # fmt: skip
         return 0
     from skinscan.api.app import create_app
 

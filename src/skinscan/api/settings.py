@@ -41,6 +41,14 @@ class Settings(BaseSettings):
     # open connections per server process; at the cap the oldest idle one is closed for a new one, and when none
     # is idle the new one gets a 503. Lowered further to fit the process's file-descriptor limit.
     max_connections: int = Field(default=1000, ge=1, le=1_000_000)
+    # Monitoring (api/monitor.py): an opt-in audit log, one JSON line per image judged, rotated past
+    # audit_log_max_mb into audit_log_backups older files; drift over the last drift_window images, judged once
+    # drift_min_count of them are in.
+    audit_log: str | None = None
+    audit_log_max_mb: float = Field(default=50.0, gt=0, le=100_000, allow_inf_nan=False)
+    audit_log_backups: int = Field(default=5, ge=0, le=1000)
+    drift_window: int = Field(default=500, ge=10, le=1_000_000)
+    drift_min_count: int = Field(default=100, ge=10, le=1_000_000)
 
     def __init__(self, **values: Any) -> None:
         # a bad value is the user's setting, not a bug: a ConfigError, which `skinscan serve` reports in one line
@@ -65,6 +73,11 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_key_is_none(cls, value: Any) -> Any:
         # SKINSCAN_API_KEY= (set but empty) must not lock the API behind an empty key
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("audit_log", mode="before")
+    @classmethod
+    def _empty_path_is_none(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
 
     @property

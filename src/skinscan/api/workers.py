@@ -89,6 +89,10 @@ def run_workers(count: int, host: str, port: int, uvicorn_options: dict[str, Any
                 if not stopping and not process.is_alive():
                     log.warning("server process %s ended (exit code %s); starting another", process.pid,
                                 process.exitcode)  # fmt: skip
+                    if process.pid is not None:
+                        from skinscan.api.monitor import process_ended
+
+                        process_ended(process.pid)
                     processes[i] = start()
     finally:
         for process in processes:

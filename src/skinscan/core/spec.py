@@ -39,6 +39,8 @@ class ModelSpec:
     diagnoses: tuple[str, ...] = ()  # the codes of the "diagnosis" output (core.diagnosis.DIAGNOSES), if any
     training_data: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)  # test metrics by dataset name
+    # deciles and 99th percentiles of probability and input-check distance on reference images (core/drift.py)
+    reference: dict[str, Any] = field(default_factory=dict)
     created: str = ""
     license: str = ""
     intended_use: str = ""

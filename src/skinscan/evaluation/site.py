@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from skinscan.core.drift import Reference
 from skinscan.core.errors import ConfigError, DataError, InvalidImageError
 from skinscan.core.preprocess import prepare_pixels, to_input
 from skinscan.core.quality import measure_quality
@@ -273,6 +274,10 @@ def calibrate_site(
         model_id=engine.spec.id, images=int(scores.labels.size), malignant=n_pos, target_sensitivity=sensitivity,
         threshold=float(thr), temperature=float(t), bias=float(b), active=active, expected=expected,
         ood_threshold=ood_threshold, head=head,
+        # what the server's drift monitor compares the clinic's new images with: these images' held-out
+        # probabilities under the active head (of those the checks accept) and all their feature distances
+        reference=Reference.of({"probability": held[active][0][~refused_after], "ood_distance": scores.ood},
+                               source=f"calibrate-site {Path(data).name}").to_dict(),
     )  # fmt: skip
     profile.save(out)
     notes = []

@@ -19,6 +19,16 @@ NOT_IN_COLOUR = (
 TOO_BLURRED = "The photo is too blurred to judge. Hold the camera steady and focus on the lesion."
 
 
+# A short name per reason, for counting refusals (the metrics) where the sentence would be too long a label.
+REASON_CODES = {NOT_A_LESION: "not_a_lesion", TOO_DARK: "too_dark", NEARLY_BLANK: "nearly_blank",
+                NOT_IN_COLOUR: "not_in_colour", TOO_BLURRED: "too_blurred"}  # fmt: skip
+
+
+def reason_code(reason: str | None) -> str:
+    """The short name of a refusal reason ("other" for one this module did not write)."""
+    return REASON_CODES.get(reason or "", "other")
+
+
 def quality_problem(quality: Quality, limits: QualityLimits) -> str | None:
     """Why the image's measures alone make it unfit to judge, or None."""
     if quality.brightness < limits.min_brightness:

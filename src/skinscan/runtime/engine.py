@@ -21,6 +21,7 @@ from PIL import Image
 
 from skinscan.core.calibration import Calibration
 from skinscan.core.diagnosis import DIAGNOSES, most_likely
+from skinscan.core.drift import Reference
 from skinscan.core.errors import ConfigError, ModelFormatError, ModelNotFoundError, SkinscanError
 from skinscan.core.heatmap import BELOW_THRESHOLD_LEGEND, HEATMAP_LEGEND, cell_logits, colourise, decision_heat
 from skinscan.core.preprocess import Box, analysed_box, prepare_pixels, to_input
@@ -175,6 +176,25 @@ class Engine:
         """The model card as a JSON-ready dict, with the site profile in use (or None)."""
         site = self.site.summary() if self.site is not None else None
         return {**self.spec.to_dict(), "threshold": self.threshold, "path": str(self.path), "site": site}
+
+    def drift_reference(self) -> Reference | None:
+        """What the probabilities and input-check distances this engine gives should look like (core/drift.py): its
+        site profile's own reference where it has one; else the model's, less the probability's when a site profile
+        recalibrates (the model's validation probabilities say nothing of the site's).
+
+        Raises:
+            ModelFormatError: the model's or the site's reference is malformed.
+        """
+        try:
+            if self.site is not None and self.site.reference:
+                return Reference.from_dict(self.site.reference)
+            reference = Reference.from_dict(self.spec.reference)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelFormatError(f"the drift reference of {self.path} is malformed: {exc}") from None
+        if reference is not None and self.site is not None:
+            kept = {k: m for k, m in reference.measures.items() if k != "probability"}
+            reference = Reference(kept, reference.images, reference.source)
+        return reference
 
     def site_logits(self, outputs: dict[str, np.ndarray]) -> np.ndarray:
         """The logits this engine decides on: the model's own, or its site's adapted head's on the pooled features."""

@@ -68,6 +68,7 @@ class SiteProfile:
     expected: dict[str, Any] = field(default_factory=dict)  # sensitivity, specificity... with intervals, held out
     ood_threshold: float | None = None  # the input checks' feature-distance limit at this site, if refitted
     head: SiteHead | None = None
+    reference: dict[str, Any] = field(default_factory=dict)  # the site's own drift reference (core/drift.py)
     path: str = ""
 
     def __post_init__(self) -> None:
@@ -100,7 +101,7 @@ class SiteProfile:
             "images": self.images, "malignant": self.malignant, "target_sensitivity": self.target_sensitivity,
             "threshold": self.threshold, "calibration": {"temperature": self.temperature, "bias": self.bias},
             "active": self.active, "expected": self.expected, "ood_threshold": self.ood_threshold,
-            "head": self.head.to_dict() if self.head is not None else None,
+            "head": self.head.to_dict() if self.head is not None else None, "reference": self.reference,
         }  # fmt: skip
 
     def save(self, path: str | os.PathLike[str]) -> Path:
@@ -122,7 +123,7 @@ class SiteProfile:
             temperature=float(calibration["temperature"]), bias=float(calibration["bias"]),
             active=str(data["active"]), expected=dict(data.get("expected") or {}),
             ood_threshold=None if data.get("ood_threshold") is None else float(data["ood_threshold"]),
-            head=SiteHead.from_dict(head) if head else None, path=path,
+            head=SiteHead.from_dict(head) if head else None, reference=dict(data.get("reference") or {}), path=path,
         )  # fmt: skip
 
 
