@@ -94,7 +94,9 @@ def test_health_reports_the_loaded_model(client: httpx.Client, engine: Engine) -
     body = client.get("/health").json()
     assert body == {
         "status": "ok", "alive": True, "model_loaded": True, "detail": None, "version": __version__,
-        "model": {"id": engine.spec.id, "version": engine.spec.version},
+        "model": {"id": engine.spec.id, "version": engine.spec.version}, "warnings": [],
+        # the tiny model carries no drift reference: nothing to compare with, and no warning
+        "drift": {"status": "no_reference", "window": 500, "warnings": [], "measures": {}},
     }  # fmt: skip
 
 
