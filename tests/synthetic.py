@@ -7,6 +7,8 @@ enough that a tiny network learns them in a few steps, so tests exercise real tr
 from __future__ import annotations
 
 import io
+import json
+import shutil
 import struct
 import zlib
 from pathlib import Path
@@ -79,3 +81,12 @@ def png_claiming(width: int, height: int) -> bytes:
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     idat = zlib.compress(b"\x00" * 16)
     return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", idat) + png_chunk(b"IEND", b"")
+
+
+def versioned_copy(model_dir: Path, target: Path, version: str, **changes: object) -> Path:
+    """The model's files with another version (and other changes) in its model.json: a "newer" model."""
+    target.mkdir(parents=True, exist_ok=True)
+    shutil.copy(model_dir / "model.onnx", target / "model.onnx")
+    spec = json.loads((model_dir / "model.json").read_text())
+    (target / "model.json").write_text(json.dumps({**spec, "version": version, **changes}, indent=1))
+    return target

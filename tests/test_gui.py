@@ -25,6 +25,7 @@ from qtpy.QtCore import QMimeData, QPoint, QPointF, QSettings, Qt, QUrl
 from qtpy.QtGui import QDragEnterEvent, QDropEvent, QImage
 from qtpy.QtWidgets import QApplication
 
+from file_server import closed_port
 from skinscan import DISCLAIMER
 from skinscan.gui.backends import Backend, LocalBackend, RemoteBackend
 from skinscan.gui.preferences import read_preferences
@@ -32,7 +33,7 @@ from skinscan.gui.qt_main import MainWindow, load_stylesheet
 from skinscan.gui.state import AppState
 from skinscan.runtime.engine import Engine
 from skinscan.runtime.result import CSV_FIELDS
-from synthetic import lesion_bytes
+from synthetic import lesion_bytes, versioned_copy, write_dataset
 
 WAIT_MS = 30_000  # generous: the suite shares two cores with other work
 DOCS = Path(__file__).resolve().parents[1] / "docs"
@@ -41,7 +42,7 @@ DOCS = Path(__file__).resolve().parents[1] / "docs"
 def test_backend(model_dir: Path, state: AppState) -> Backend:
     if state.mode == "remote":
         return RemoteBackend(state.host, state.port, api_key=state.api_key or None, timeout=10, health_timeout=10)
-    return LocalBackend(model_dir, threads=1)
+    return LocalBackend(model_dir, threads=1, site=state.site)
 
 
 test_backend.__test__ = False  # type: ignore[attr-defined]  # a helper, not a test
@@ -58,10 +59,11 @@ def open_window(qtbot: Any, settings: QSettings, tiny_model_dir: Path) -> Iterat
     """Opens windows as `skinscan gui` does (remembered settings, then overrides), on the tiny model."""
     windows: list[MainWindow] = []
 
-    def open_(*, health_interval_s: float = 5.0, **overrides: Any) -> MainWindow:
+    def open_(*, health_interval_s: float = 5.0, update_interval_s: float = 3600.0, **overrides: Any) -> MainWindow:
         state = AppState(**{**read_preferences(settings), **overrides})
         backends = partial(test_backend, tiny_model_dir)
-        window = MainWindow(state, settings=settings, backend_factory=backends, health_interval_s=health_interval_s)
+        window = MainWindow(state, settings=settings, backend_factory=backends, health_interval_s=health_interval_s,
+                            update_interval_s=update_interval_s)  # fmt: skip
         qtbot.addWidget(window)
         window.show()
         windows.append(window)
@@ -72,6 +74,7 @@ def open_window(qtbot: Any, settings: QSettings, tiny_model_dir: Path) -> Iterat
         window.shutdown()
         assert window.runner.pool.activeThreadCount() == 0
         assert window.server_watch.runner.pool.activeThreadCount() == 0
+        assert window.update_check.runner.pool.activeThreadCount() == 0
 
 
 @pytest.fixture
@@ -455,6 +458,102 @@ def test_a_server_with_an_api_key(open_window: Any, qtbot: Any, engine: Engine, 
     assert not bar.key_edit.isEnabled()
 
 
+@pytest.fixture(scope="module")
+def site_profile(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A site profile of the tiny model, fitted by calibrate-site on a clinic's own labelled photos."""
+    from skinscan.evaluation.site import calibrate_site
+
+    data = write_dataset(tmp_path_factory.mktemp("clinic"), {"all": 40}, seed=5)
+    out = tmp_path_factory.mktemp("site") / "site.json"
+    calibrate_site(data, out, model=str(tiny_model_dir), sensitivity=0.9, adapt="never", n_boot=50, name="Ward 7")
+    return out
+
+
+def test_the_site_profile_in_use_shows_in_the_status_bar(
+    open_window: Any, qtbot: Any, site_profile: Path, tiny_model_dir: Path
+) -> None:
+    from skinscan.runtime.site import load_site
+
+    profile = load_site(site_profile)
+    window = open_window(mode="local", site=str(site_profile))
+    wait_loaded(qtbot, window)
+    text = window.site_label.text()
+    assert text.startswith("Site profile: Ward 7 · fitted ") and f"on {profile.images} images" in text
+    assert f"sensitivity {100 * profile.expected['sensitivity']:.0f}%" in text and "specificity" in text
+    assert window.site_label.property("active") == "true"
+    # the local model judges at the profile's operating point
+    assert window.backend is not None and window.backend.model_card()["threshold"] == pytest.approx(profile.threshold)
+    # a server applies its own profile: the window shows that one, and none when it has none
+    with serve(server_app(Engine(tiny_model_dir, threads=1, site=site_profile))) as url:
+        window.state.set_connection("remote", "127.0.0.1", port_of(url), "")
+        window.connect_backend()
+        qtbot.waitUntil(lambda: window.status_bar.status_label.text().endswith(f" on {url}"), timeout=WAIT_MS)
+        assert window.site_label.text() == text
+        window.shutdown()
+    plain = open_window(mode="local")
+    wait_loaded(qtbot, plain)
+    assert plain.site_label.text().startswith("No site profile") and plain.site_label.property("active") == "false"
+
+
+def wait_checked(qtbot: Any, window: MainWindow, checks: int = 1) -> None:
+    qtbot.waitUntil(lambda: window.update_check.checks_done >= checks, timeout=WAIT_MS)
+
+
+def test_a_newer_model_on_the_connected_server_is_offered(
+    open_window: Any, qtbot: Any, tiny_model_dir: Path, tmp_path: Path, images: dict[str, Path]
+) -> None:
+    current = Engine(tiny_model_dir, threads=1).spec.version
+    newer = versioned_copy(tiny_model_dir, tmp_path / "newer", "9.9.9")
+    with serve(server_app(Engine(newer, threads=1))) as url:
+        window = open_window(mode="remote", host="127.0.0.1", port=port_of(url), model=str(tiny_model_dir))
+        wait_loaded(qtbot, window)
+        wait_checked(qtbot, window)
+        assert window.update_banner.isVisible()
+        text = window.update_banner.label.text()
+        assert "9.9.9" in text and f"this computer's is {current}" in text and f"skinscan models pull {url}" in text
+        # dismissed: gone, and the same offer at the next check stays gone; judging goes on meanwhile
+        qtbot.mouseClick(window.update_banner.dismiss_button, Qt.MouseButton.LeftButton)
+        assert not window.update_banner.isVisible()
+        window.update_check.check_now()
+        wait_checked(qtbot, window, 2)
+        assert not window.update_banner.isVisible()
+        drop(window, [images["malignant"]])
+        wait_settled(qtbot, window)
+        window.shutdown()
+    assert window.state.history[0].result is not None
+    # a server with the same model as this computer's offers nothing
+    with serve(server_app(Engine(tiny_model_dir, threads=1))) as url:
+        same = open_window(mode="remote", host="127.0.0.1", port=port_of(url), model=str(tiny_model_dir))
+        wait_loaded(qtbot, same)
+        wait_checked(qtbot, same)
+        assert not same.update_banner.isVisible() and same.state.update is None
+        same.shutdown()
+
+
+def test_the_configured_updates_source_is_asked_and_offline_says_nothing(
+    open_window: Any, qtbot: Any, tiny_model_dir: Path, tmp_path: Path, images: dict[str, Path]
+) -> None:
+    newer = versioned_copy(tiny_model_dir, tmp_path / "newer", "9.9.9")
+    window = open_window(mode="local", model=str(tiny_model_dir), updates=str(newer), update_interval_s=0.2)
+    wait_loaded(qtbot, window)
+    wait_checked(qtbot, window)
+    assert window.update_banner.isVisible() and f"skinscan models pull {newer}" in window.update_banner.label.text()
+    # the source goes away: the next checks (every 0.2 s here) find nothing and say nothing; the notice stays
+    # what it was, and the window keeps judging
+    newer.rename(tmp_path / "gone")
+    done = window.update_check.checks_done
+    wait_checked(qtbot, window, done + 2)
+    assert window.update_banner.isVisible()
+    offline = open_window(mode="local", model=str(tiny_model_dir), updates=f"http://127.0.0.1:{closed_port()}/")
+    wait_loaded(qtbot, offline)
+    wait_checked(qtbot, offline)
+    assert not offline.update_banner.isVisible() and offline.state.update is None
+    drop(offline, [images["malignant"]])
+    wait_settled(qtbot, offline)
+    assert offline.state.history[0].result is not None
+    assert offline.status_bar.status_label.text().startswith("Model loaded")
+
+
 # The tests that run `run_gui` (and so QApplication.exec() to its end) come last among the Qt tests: after exec()
 # has returned, the widget tests after them in the same process saw their worker threads' signals arrive only
 # much later, under load (a 30 s timeout, then a hang in PyQt's table of slot proxies).
@@ -520,6 +619,11 @@ def test_cli_gui_refuses_model_with_host_and_hints_at_the_extra(
 
     assert main(["gui", "--model", "m.onnx", "--host", "example.org"]) == EXIT_USAGE
     assert "not both" in capsys.readouterr().err
+    assert main(["gui", "--site", "site.json", "--host", "example.org"]) == EXIT_USAGE
+    assert "applies its own site profile" in capsys.readouterr().err
+    assert main(["gui", "--site", "no-such-site.json"]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "cannot read the site profile no-such-site.json" in err and "Traceback" not in err
     real_find_spec = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "qtpy" else real_find_spec(name))
     assert main(["gui"]) == EXIT_ERROR

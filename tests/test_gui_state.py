@@ -25,7 +25,8 @@ from skinscan.gui.backends import (
     report_server_error,
     scan_image,
 )
-from skinscan.gui.state import AppState, Event
+from skinscan.gui.state import AppState, Event, UpdateNotice, site_text
+from skinscan.gui.updates import find_update, update_sources
 from skinscan.runtime.engine import Engine
 from skinscan.runtime.result import CSV_FIELDS, Prediction
 from synthetic import lesion_bytes
@@ -300,3 +301,49 @@ def test_a_scan_that_cannot_reach_the_server_flips_the_status() -> None:
     report_server_error(fine, InvalidImageError("not an image"))  # the image's problem, not the server's
     report_server_error(fine, None)
     assert fine.model_status == "ready"
+
+
+def test_the_site_line_names_the_profile_and_what_to_expect() -> None:
+    assert site_text(None).startswith("No site profile")
+    summary = {"name": "Ward 7", "created": "2026-12-01T10:00:00+00:00", "images": 412, "expected_sensitivity": 0.9,
+               "expected_sensitivity_ci": [0.84, 0.95], "expected_specificity": 0.41}  # fmt: skip
+    assert site_text(summary) == (
+        "Site profile: Ward 7 · fitted 2026-12-01 on 412 images · expected sensitivity 90% (84–95%), specificity 41%"
+    )
+    state, seen = AppState(), []
+    state.subscribe(Event.SITE, lambda: seen.append(state.site_text))
+    state.set_site_info(summary)
+    state.set_site_info(dict(summary))  # the same again: no event
+    state.set_site_info(None)
+    assert seen == [site_text(summary), site_text(None)]
+
+
+def test_a_dismissed_update_stays_dismissed_and_a_newer_one_shows() -> None:
+    state, seen = AppState(), []
+    state.subscribe(Event.UPDATE, lambda: seen.append(state.update))
+    first = UpdateNotice("m", "2.1.0", "2.0.0", "http://127.0.0.1:9889")
+    state.offer_update(first)
+    state.dismiss_update()
+    state.offer_update(first)  # asked again later: still dismissed
+    later = UpdateNotice("m", "2.2.0", "2.0.0", "http://127.0.0.1:9889", needs_key=True)
+    state.offer_update(later)
+    assert seen == [first, None, later]
+    assert later.command == "SKINSCAN_API_KEY=… skinscan models pull http://127.0.0.1:9889"  # never the key itself
+
+
+def test_the_api_key_goes_only_to_the_server_it_was_typed_for() -> None:
+    remote = AppState(mode="remote", host="127.0.0.1", port=9889, api_key="secret", updates="https://models.example/")
+    assert update_sources(remote) == [("http://127.0.0.1:9889", "secret"), ("https://models.example/", None)]
+    same = AppState(mode="remote", host="127.0.0.1", port=9889, api_key="secret", updates="http://127.0.0.1:9889/")
+    assert update_sources(same) == [("http://127.0.0.1:9889", "secret")]
+    local = AppState(mode="local", host="127.0.0.1", port=9889, api_key="secret", updates="http://127.0.0.1:9889")
+    assert update_sources(local) == [("http://127.0.0.1:9889", "secret")]
+    assert update_sources(AppState(mode="local")) == []
+
+
+def test_an_update_check_never_fails_aloud(tmp_path: Path) -> None:
+    def broken() -> str:
+        raise SkinscanError("no model here")
+
+    assert find_update(broken, [(str(tmp_path), None)]) is None
+    assert find_update(lambda: "1.0.0", [(str(tmp_path / "missing"), None)]) is None

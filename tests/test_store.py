@@ -20,22 +20,13 @@ from live_server import live_server, plain_settings
 from skinscan.cli import main
 from skinscan.runtime.engine import Engine, bundled_model_path, resolve_model_path
 from skinscan.runtime.store import BUNDLED, ModelStore, is_newer
-from synthetic import lesion_bytes
+from synthetic import lesion_bytes, versioned_copy
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def versioned_copy(model_dir: Path, target: Path, version: str, **changes: object) -> Path:
-    """The model's files with another version (and other changes) in its model.json: a "newer" model."""
-    target.mkdir(parents=True, exist_ok=True)
-    shutil.copy(model_dir / "model.onnx", target / "model.onnx")
-    spec = json.loads((model_dir / "model.json").read_text())
-    (target / "model.json").write_text(json.dumps({**spec, "version": version, **changes}, indent=1))
-    return target
 
 
 def write_checksums(folder: Path) -> None:

@@ -580,6 +580,15 @@ def _add_gui(sub: Any) -> None:
     )
     p.add_argument("--host", help="use the skinscan server on this host instead of a local model")
     p.add_argument("--port", type=int, help="the skinscan server's port (with --host; default: the last one used)")
+    p.add_argument(
+        "--site", metavar="SITE_JSON",
+        help="a site profile from `skinscan calibrate-site` for the local model (default: $SKINSCAN_SITE)",
+    )  # fmt: skip
+    p.add_argument(
+        "--updates", metavar="SOURCE",
+        help="where to look for a newer model: a folder, URL or skinscan server (default: $SKINSCAN_UPDATES; the "
+        "connected server is always asked)",
+    )  # fmt: skip
     p.set_defaults(func=_run_gui)
 
 
@@ -587,7 +596,7 @@ def _run_gui(args: argparse.Namespace) -> int:
     _require("qtpy")
     from skinscan.gui.app import run_gui
 
-    return run_gui(model=args.model, host=args.host, port=args.port)
+    return run_gui(model=args.model, host=args.host, port=args.port, site=args.site, updates=args.updates)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -20,16 +20,23 @@ ORGANISATION = "skinscan"
 APPLICATION = "skinscan"
 # the server's own setting's name: on a machine that runs both, one variable serves both
 API_KEY_VARIABLE = "SKINSCAN_API_KEY"
+SITE_VARIABLE = "SKINSCAN_SITE"  # as predict, evaluate and serve read it
+UPDATES_VARIABLE = "SKINSCAN_UPDATES"  # where to look for a newer model, as `skinscan models pull` takes it
 
 
 def run_gui(
-    model: str | None = None, host: str | None = None, port: int | None = None, *, settings: QSettings | None = None
-) -> int:
+    model: str | None = None, host: str | None = None, port: int | None = None, *, site: str | None = None,
+    updates: str | None = None, settings: QSettings | None = None,
+) -> int:  # fmt: skip
     """Open the window and run until it closes; returns the exit status.
 
     Args:
         model: a local model (.onnx or its folder); implies local mode. None: $SKINSCAN_MODEL, else the bundled one.
         host, port: a skinscan server to use instead (remote mode). Neither: the mode used last time.
+        site: a site profile (site.json from `skinscan calibrate-site`) for the local model; None: $SKINSCAN_SITE.
+            A server applies its own, which the window shows.
+        updates: a source to ask for a newer model (a folder, a URL or a skinscan server, as `skinscan models pull`
+            takes it); None: $SKINSCAN_UPDATES. The connected server is always asked too.
         settings: where to remember preferences; None: the user's skinscan settings.
 
     The server's API key starts as $SKINSCAN_API_KEY (a secret: never read from or written to the settings).
@@ -46,6 +53,13 @@ def run_gui(
 
     if model is not None and (host is not None or port is not None):
         raise ConfigError("give either a local --model or a server's --host/--port, not both")
+    if site is not None and (host is not None or port is not None):
+        raise ConfigError("--site is for a local model; a server applies its own site profile (serve --site)")
+    site = site or os.environ.get(SITE_VARIABLE, "").strip() or None
+    if site is not None:
+        from skinscan.runtime.site import load_site
+
+        load_site(site)  # an unreadable profile is one line now, not a window whose model never loads
     existing = QApplication.instance()
     app = existing if isinstance(existing, QApplication) else QApplication(sys.argv[:1])
     app.setOrganizationName(ORGANISATION)
@@ -56,7 +70,9 @@ def run_gui(
         options["mode"] = "local"
     if host is not None or port is not None:
         options.update(mode="remote", host=host or options["host"], port=port or options["port"])
-    state = AppState(model=model, api_key=os.environ.get(API_KEY_VARIABLE, "").strip(), **options)
+    updates = os.environ.get(UPDATES_VARIABLE, "") if updates is None else updates
+    key = os.environ.get(API_KEY_VARIABLE, "").strip()
+    state = AppState(model=model, api_key=key, site=site, updates=updates, **options)
     window = MainWindow(state, settings=settings)
     window.show()
     previous, sys.excepthook = sys.excepthook, _keep_running(state.notify)

@@ -50,6 +50,10 @@ class Backend(Protocol):
         Raises like `load`. Call off the UI thread."""
         ...
 
+    def model_card(self) -> dict[str, Any] | None:
+        """The model card the last `load` got (its version, the site profile in use, ...); None before."""
+        ...
+
     def predict(self, data: bytes, name: str) -> tuple[Prediction, str | None]:
         """Judge one image's bytes; returns the result and the "id version" of the model that judged it.
         Raises InvalidImageError for a bad image, SkinscanError for anything else."""
@@ -60,7 +64,7 @@ def create_backend(state: AppState) -> Backend:
     """The backend the state's connection settings ask for."""
     if state.mode == "remote":
         return RemoteBackend(state.host, state.port, api_key=state.api_key or None)
-    return LocalBackend(state.model)
+    return LocalBackend(state.model, site=state.site)
 
 
 def report_server_error(state: AppState, error: BaseException | None) -> None:
@@ -121,23 +125,29 @@ def scan_image(backend: Backend, name: str, path: str | None, data: bytes | None
 
 
 class LocalBackend:
-    """The engine and a model file in this process (the bundled model unless told otherwise)."""
+    """The engine and a model file in this process (the engine's default model unless told otherwise), with a
+    site profile (`site`, a site.json) if one is given."""
 
     def __init__(
-        self, model: str | os.PathLike[str] | None = None, *, threads: int | None = None, threshold: float | None = None
-    ) -> None:
-        self.model, self.threads, self.threshold = model, threads, threshold
+        self, model: str | os.PathLike[str] | None = None, *, threads: int | None = None,
+        threshold: float | None = None, site: str | os.PathLike[str] | None = None,
+    ) -> None:  # fmt: skip
+        self.model, self.threads, self.threshold, self.site = model, threads, threshold, site
         self._engine: Engine | None = None
         self._lock = threading.Lock()
 
     def _ready_engine(self) -> Engine:
         with self._lock:
             if self._engine is None:
-                self._engine = Engine(self.model, threads=self.threads, threshold=self.threshold)
+                self._engine = Engine(self.model, threads=self.threads, threshold=self.threshold, site=self.site)
             return self._engine
 
     def load(self) -> str:
         return model_label(self._ready_engine().info)
+
+    def model_card(self) -> dict[str, Any] | None:
+        with self._lock:
+            return self._engine.info if self._engine is not None else None
 
     def check(self) -> str:
         return self.load()  # in this process: there as long as the window is
@@ -166,12 +176,16 @@ class RemoteBackend:
         if _is_loopback(host):  # a proxy from the environment cannot reach this machine's own server
             handlers.append(urllib.request.ProxyHandler({}))
         self._opener = urllib.request.build_opener(*handlers)
+        self._card: dict[str, Any] | None = None
 
     def load(self) -> str:
         name = self._health(self.timeout)
         # /health asks for no key; the model card does, so a missing or wrong key shows now, not on the first image
-        self._request("GET", "/model")
+        self._card = self._request("GET", "/model")
         return name
+
+    def model_card(self) -> dict[str, Any] | None:
+        return self._card
 
     def check(self) -> str:
         return self._health(self.health_timeout)

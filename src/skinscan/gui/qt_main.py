@@ -21,6 +21,7 @@ from qtpy.QtWidgets import (
     QSizePolicy,
     QSplitter,
     QToolBar,
+    QVBoxLayout,
     QWidget,
 )
 
@@ -31,11 +32,15 @@ from skinscan.gui.qt_connection import ConnectionBar
 from skinscan.gui.qt_history import HistoryPanel
 from skinscan.gui.qt_preview import PreviewPanel
 from skinscan.gui.qt_result import ResultPanel
+from skinscan.gui.qt_site import SiteLabel
 from skinscan.gui.qt_status import StatusBar
+from skinscan.gui.qt_updates import UpdateBanner
 from skinscan.gui.report import write_report
 from skinscan.gui.state import THEMES, AppState, Event
-from skinscan.gui.workers import HEALTH_INTERVAL_S, ServerWatch, TaskRunner
+from skinscan.gui.updates import find_update, update_sources
+from skinscan.gui.workers import HEALTH_INTERVAL_S, UPDATE_INTERVAL_S, ServerWatch, TaskRunner, UpdateCheck
 from skinscan.runtime.imaging import IMAGE_SUFFIXES, walk_inputs
+from skinscan.runtime.updates import local_model_version
 
 BackendFactory = Callable[[AppState], Backend]
 IMAGE_FILTER = "Images (" + " ".join(f"*{s}" for s in sorted(IMAGE_SUFFIXES)) + ");;All files (*)"
@@ -54,6 +59,8 @@ class MainWindow(QMainWindow):
         settings: where preferences are remembered (None: not remembered).
         backend_factory: makes the local or remote backend the state's connection asks for.
         health_interval_s: how often a remote server's health is checked while connected.
+        update_interval_s: how often the connected server and the configured updates source are asked for a newer
+            model (also once at each connection).
     """
 
     def __init__(
@@ -63,6 +70,7 @@ class MainWindow(QMainWindow):
         settings: QSettings | None = None,
         backend_factory: BackendFactory = create_backend,
         health_interval_s: float = HEALTH_INTERVAL_S,
+        update_interval_s: float = UPDATE_INTERVAL_S,
         parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
@@ -73,6 +81,7 @@ class MainWindow(QMainWindow):
         self.runner.succeeded.connect(self._task_succeeded)
         self.runner.failed.connect(self._task_failed)
         self.server_watch = ServerWatch(state, health_interval_s, self)
+        self.update_check = UpdateCheck(state, update_interval_s, self)
         # what a connection's load or images say about the server is ignored once another connection replaced it
         self._generation = 0
         self._pasted = 0
@@ -81,6 +90,8 @@ class MainWindow(QMainWindow):
         self.resize(1280, 800)
         self.status_bar = StatusBar(state, self)
         self.setStatusBar(self.status_bar)
+        self.site_label = SiteLabel(state, self)
+        self.status_bar.insertWidget(1, self.site_label, 1)  # between the model's status and the notices
         self.connection_bar = ConnectionBar(state, self)
         self.connection_bar.connect_requested.connect(self.apply_connection)
         self._build_actions()
@@ -93,7 +104,14 @@ class MainWindow(QMainWindow):
             splitter.addWidget(panel)
         splitter.setStretchFactor(1, 1)
         splitter.setSizes([240, 560, 360])
-        self.setCentralWidget(splitter)
+        self.update_banner = UpdateBanner(state, self)
+        central = QWidget(self)
+        column = QVBoxLayout(central)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.setSpacing(0)
+        column.addWidget(self.update_banner)
+        column.addWidget(splitter, 1)
+        self.setCentralWidget(central)
         state.subscribe(Event.THEME, self.apply_theme)
         state.subscribe(Event.DISPLAY, self._show_display)
         state.subscribe(Event.CURRENT, self._show_display)
@@ -180,8 +198,21 @@ class MainWindow(QMainWindow):
         self._generation += 1
         self.backend = self.backend_factory(self.state)
         self.state.model_loading()
+        self.state.set_site_info(None)  # until the new model (or server) says which profile it applies
+        self.state.offer_update(None)
+        self.update_check.watch(None, self._generation)
         self.server_watch.watch(self.backend, self._generation)
         self.runner.submit(("load", 0, self._generation), self.backend.load)
+
+    def _loaded(self) -> None:
+        """A model (or server) is loaded: show the site profile it applies, and start asking for a newer model."""
+        card = self.backend.model_card() if self.backend is not None else None
+        site = (card or {}).get("site")
+        self.state.set_site_info(site if isinstance(site, dict) else None)
+        sources = update_sources(self.state)
+        if sources:
+            current = partial(local_model_version, self.state.model)  # this computer's model, whatever judges now
+            self.update_check.watch(partial(find_update, current, sources), self._generation)
 
     def apply_connection(self) -> None:
         """Use the mode, host, port and API key entered in the connection bar."""
@@ -266,6 +297,7 @@ class MainWindow(QMainWindow):
         current = generation == self._generation
         if kind == "load" and current:
             self.state.model_ready(value)
+            self._loaded()
         elif kind == "scan" and isinstance(value, ScanOutcome):
             if value.result is not None:
                 self.state.finish(ident, value.result, value.preview, value.model)
@@ -290,6 +322,7 @@ class MainWindow(QMainWindow):
     def shutdown(self) -> None:
         """Drop queued work and wait for the running task, so that no thread outlives the window."""
         self.server_watch.shutdown()
+        self.update_check.shutdown()
         self.runner.shutdown()
 
     def closeEvent(self, event: QCloseEvent | None) -> None:

@@ -1,10 +1,12 @@
-"""What the desktop window shows, without Qt: connection, model and server status, this session's images and
-their results, display options; views subscribe to its events and redraw from it."""
+"""What the desktop window shows, without Qt: connection, model and server status, the site profile in use, a newer
+model on offer, this session's images and their results, display options; views subscribe to its events and redraw
+from it."""
 
 from __future__ import annotations
 
 import csv
 import os
+import shlex
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -31,6 +33,8 @@ class Event(StrEnum):
     DISPLAY = "display"  # heatmap on or off
     THEME = "theme"
     NOTICE = "notice"  # a one-off message for the status bar (an export, a refused action)
+    SITE = "site"  # the site profile in use (the local engine's, or the connected server's)
+    UPDATE = "update"  # a newer model is on offer, or the offer was dismissed
 
 
 def model_label(model: Mapping[str, Any]) -> str:
@@ -85,6 +89,54 @@ def percent(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.1f}%"
 
 
+def site_text(site: Mapping[str, Any] | None) -> str:
+    """The site profile in use (a `SiteProfile.summary()`, as the engine and a server's /model give it) in one line:
+    name, date, images, and the sensitivity and specificity to expect there."""
+    if not site:
+        return "No site profile: the model's own operating point"
+    created = str(site.get("created") or "")[:10] or "undated"
+    images = site.get("images")
+    fitted = f"fitted {created} on {images} images" if images is not None else f"fitted {created}"
+    expected = [
+        f"{name} {_rate(site.get(f'expected_{name}'), site.get(f'expected_{name}_ci'))}"
+        for name in ("sensitivity", "specificity")
+    ]
+    return f"Site profile: {site.get('name') or 'unnamed'} · {fitted} · expected " + ", ".join(expected)
+
+
+def _rate(value: Any, interval: Any) -> str:
+    if not isinstance(value, int | float):
+        return "not measured"
+    text = f"{100 * value:.0f}%"
+    if isinstance(interval, list | tuple) and len(interval) == 2 and all(isinstance(v, int | float) for v in interval):
+        text += f" ({100 * interval[0]:.0f}–{100 * interval[1]:.0f}%)"
+    return text
+
+
+@dataclass(frozen=True)
+class UpdateNotice:
+    """A newer model than the one in use, offered by `source` (the connected server, or the configured updates)."""
+
+    id: str
+    version: str
+    current: str  # the version this computer's model has
+    source: str
+    needs_key: bool = False  # the source is a server that wants the API key
+
+    @property
+    def command(self) -> str:
+        """What installs it (the key comes from the environment: a secret never goes on a command line)."""
+        prefix = "SKINSCAN_API_KEY=… " if self.needs_key else ""
+        return f"{prefix}skinscan models pull {shlex.quote(self.source)}"
+
+    @property
+    def text(self) -> str:
+        return (
+            f"A newer model is offered: {self.id} {self.version} at {self.source} (this computer's is {self.current})."
+            f" To install it: {self.command}"
+        )
+
+
 Callback = Callable[[], None]
 
 
@@ -93,17 +145,26 @@ class AppState:
 
     Args:
         mode: "local" (the engine in this process) or "remote" (a skinscan server at host:port).
-        model: the local model (path or folder); None → $SKINSCAN_MODEL, else the bundled model.
+        model: the local model (path or folder); None → $SKINSCAN_MODEL, else the active installed model (`skinscan
+            models use`), else the bundled model.
         api_key: the remote server's API key ("" for none); held for this session only, never in preferences.
+        site: a site profile (site.json) for the local model; a server applies its own.
+        updates: where to look for a newer model (as `skinscan models pull` takes it); "" for nowhere but the
+            connected server.
     """
 
     def __init__(
         self, *, mode: Mode = "local", host: str = "127.0.0.1", port: int = 9889, model: str | None = None,
         api_key: str = "", theme: str = "dark", show_heatmap: bool = False, last_folder: str = "",
+        site: str | None = None, updates: str = "",
     ) -> None:  # fmt: skip
         self.mode: Mode = mode
         self.host, self.port, self.model = host, port, model
         self.api_key = api_key
+        self.site, self.updates = site, updates.strip()
+        self.site_info: dict[str, Any] | None = None  # the summary of the site profile in use, once a model is loaded
+        self.update: UpdateNotice | None = None
+        self._dismissed: set[str] = set()  # versions whose notice the user closed
         self.model_status: ModelStatus = "idle"
         self.status_text = ""
         self.model_name = ""  # "id version" of the connected model, for the status line when a server is back
@@ -189,6 +250,30 @@ class AppState:
         else:
             text = f"The server at {self.server_url} needs an API key: type it in the key field and press Connect"
         self._set_status("failed", text)
+
+    def set_site_info(self, site: Mapping[str, Any] | None) -> None:
+        """The site profile the loaded model (or the connected server) applies, as its summary; None for none."""
+        info = dict(site) if site else None
+        if info != self.site_info:
+            self.site_info = info
+            self.emit(Event.SITE)
+
+    @property
+    def site_text(self) -> str:
+        return site_text(self.site_info)
+
+    def offer_update(self, notice: UpdateNotice | None) -> None:
+        """A newer model is on offer (None: no longer). One the user dismissed this session stays dismissed."""
+        if notice is not None and notice.version in self._dismissed:
+            return
+        if notice != self.update:
+            self.update = notice
+            self.emit(Event.UPDATE)
+
+    def dismiss_update(self) -> None:
+        if self.update is not None:
+            self._dismissed.add(self.update.version)
+            self.offer_update(None)
 
     def _set_status(self, status: ModelStatus, text: str) -> None:
         if status != "unreachable":

@@ -1,6 +1,6 @@
 """Work off the UI thread: `Task`, a QRunnable that runs one function and reports back by signal,
-`TaskRunner`, the window's queue of them on its own QThreadPool, and `ServerWatch`, the periodic health check of
-a remote server.
+`TaskRunner`, the window's queue of them on its own QThreadPool, `ServerWatch`, the periodic health check of
+a remote server, and `UpdateCheck`, the occasional question whether a newer model is on offer.
 
 A task's signals object is created on the UI thread, so its signals reach slots of UI-thread QObjects queued,
 on the UI thread; they are connected to bound methods of the runner (not lambdas), which Qt can queue.
@@ -19,6 +19,7 @@ from skinscan.gui.backends import ApiKeyError, Backend, ServerUnreachableError, 
 from skinscan.gui.state import AppState, Event
 
 HEALTH_INTERVAL_S = 5.0
+UPDATE_INTERVAL_S = 6 * 3600.0  # a new model is a rare event; once per connection and a few times a day is plenty
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +150,57 @@ class ServerWatch(QObject):
             self.state.key_refused(sent=error.sent)
         else:  # not answering, or answering that it cannot judge now (its model failed, or loads after a restart)
             self.state.server_lost(None if isinstance(error, ServerUnreachableError) else message)
+
+    def shutdown(self) -> None:
+        self.timer.stop()
+        self.runner.shutdown()
+
+
+class UpdateCheck(QObject):
+    """Asks, on a thread of its own, whether a newer model than this computer's is on offer (`job`, see
+    gui/updates.py), once when a connection is made and then every `interval_s`; a notice goes to the state
+    (`offer_update`). No answer, or any failure, says nothing: the window keeps working as it was.
+    """
+
+    def __init__(self, state: AppState, interval_s: float = UPDATE_INTERVAL_S, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.state = state
+        self.job: Callable[[], Any] | None = None
+        self.generation = 0
+        self.checks_done = 0  # how many checks have come back, found or not (what a test waits for)
+        self.runner = TaskRunner(self)
+        self.runner.succeeded.connect(self._answered)
+        self.runner.failed.connect(self._failed)
+        self.timer = QTimer(self)
+        self.timer.setInterval(max(1, round(interval_s * 1000)))
+        self.timer.timeout.connect(self.check_now)
+
+    def watch(self, job: Callable[[], Any] | None, generation: int) -> None:
+        """Check with `job` (returns an UpdateNotice or None) from now on; None stops checking. Answers about an
+        older connection are ignored."""
+        self.job, self.generation = job, generation
+        if job is None:
+            self.timer.stop()
+            return
+        self.timer.start()
+        self.check_now()
+
+    @Slot()
+    def check_now(self) -> None:
+        if self.job is None or self.runner.busy:
+            return
+        self.runner.submit(self.generation, self.job)
+
+    @Slot(object, object)
+    def _answered(self, generation: Any, notice: Any) -> None:
+        self.checks_done += 1
+        if generation == self.generation and notice is not None:
+            self.state.offer_update(notice)
+
+    @Slot(object, str, object)
+    def _failed(self, generation: Any, message: str, error: Any) -> None:
+        self.checks_done += 1
+        log.debug("update check failed: %s", message)  # find_update fails quietly; this would be a bug, logged
 
     def shutdown(self) -> None:
         self.timer.stop()
