@@ -321,7 +321,11 @@ def test_serve_under_a_low_file_descriptor_limit_stays_reachable(tiny_model_dir:
     # accept() fail (which logged a traceback per waiting connection, thousands a second)
     cap = connection_cap(1000, 256, accept_backlog(256))
     env = {"SKINSCAN_HEADER_TIMEOUT_S": "600", "SKINSCAN_READ_TIMEOUT_S": "600"}  # the cap alone, no timeouts
-    with skinscan_serve(tiny_model_dir, env=env, fd_limit=256) as (url, process), ExitStack() as stack:
+    # one process: the cap is per process, and this counts one process's connections
+    with (
+        skinscan_serve(tiny_model_dir, "--workers", "1", env=env, fd_limit=256) as (url, process),
+        ExitStack() as stack,
+    ):
         idle = [stack.enter_context(connect(url)) for _ in range(400)]
         assert httpx.get(f"{url}/health", timeout=10).status_code == 200
         # held by the server, or in the kernel's queue (the backlog) for it to accept

@@ -10,7 +10,9 @@ from typing import Any
 
 from skinscan import __version__
 from skinscan.api.settings import Settings
-from skinscan.runtime.engine import resolve_model_path
+from skinscan.core.errors import SkinscanError
+from skinscan.runtime.defaults import default_workers, threads_per_worker, usable_cores
+from skinscan.runtime.engine import bundled_model_choice, resolve_model_path
 
 _PASSED_TO_WORKERS = (
     "model", "site", "max_upload_mb", "max_batch_files", "api_key", "cors_origins", "threads", "threshold",
@@ -33,10 +35,13 @@ def settings_env(settings: Settings) -> dict[str, str]:
 
 
 def serve(settings: Settings) -> int:
-    """Serve until interrupted. A missing model fails here, before the server starts.
+    """Serve until interrupted. A missing model or a port in use fails here, in one line, before the banner.
+
+    With no `workers` set, one server process per usable core (runtime/defaults.py), each running its model on
+    cores // workers ONNX Runtime threads, so that the processes' model runs never fight over a core.
 
     Returns:
-        The exit status: 0 after a clean shutdown, 1 when several workers cannot bind the address.
+        The exit status: 0 after a clean shutdown, 1 when the address cannot be bound.
     """
     import uvicorn
 
@@ -48,9 +53,11 @@ def serve(settings: Settings) -> int:
         raise_fd_limit,
     )
     from skinscan.api.protocol import protocol_factory
-    from skinscan.api.workers import APP_FACTORY, can_share_port, run_workers
+    from skinscan.api.workers import APP_FACTORY, can_share_port, listening_socket, reserve_port, run_workers
 
-    settings = settings.model_copy(update={"model": str(resolve_model_path(settings.model))})
+    named = settings.model is not None
+    model = resolve_model_path(settings.model)
+    settings = settings.model_copy(update={"model": str(model)})
     if settings.site is not None:
         from skinscan.runtime.site import load_site
 
@@ -65,21 +72,31 @@ def serve(settings: Settings) -> int:
         settings = settings.model_copy(update={"audit_log": str(Path(settings.audit_log).resolve())})
         print(f"skinscan: audit log: {settings.audit_log} (one line per image judged; no images, no names)",
               file=sys.stderr)  # fmt: skip
+    # one process per core where the kernel spreads connections over them (workers.py); elsewhere uvicorn's own
+    # workers would take every connection in one process, so one process serves
+    workers = settings.workers or (default_workers() if can_share_port() else 1)
+    if settings.threads is None:  # share the cores between the workers' model runs instead of oversubscribing
+        settings = settings.model_copy(update={"threads": threads_per_worker(workers)})
+    # bound here, before anything says "serving": a port in use is one line and exit status 1, not uvicorn's error
+    # after the banner; and the banner names the port really chosen when it was 0
     sock = None
-    if settings.workers == 1:
-        # bound here, before anything says "serving": a port in use is one line and exit status 1, not uvicorn's
-        # error after the banner
-        from skinscan.api.workers import listening_socket
-
-        try:
+    shared = workers > 1 and can_share_port()
+    try:
+        if shared:
+            sock = reserve_port(settings.host, settings.port)
+        elif workers == 1:
             sock = listening_socket(settings.host, settings.port, share=False)
-        except OSError as exc:
-            print(f"skinscan: error: cannot listen on {settings.host} port {settings.port}: {exc.strerror or exc} "
-                  "(is another server running there? choose another with --port or SKINSCAN_PORT)",
-                  file=sys.stderr)  # fmt: skip
-            return 1
+    except OSError as exc:
+        print(f"skinscan: error: cannot listen on {settings.host} port {settings.port}: {exc.strerror or exc} "
+              "(is another server running there? choose another with --port or SKINSCAN_PORT)",
+              file=sys.stderr)  # fmt: skip
+        return 1
+    if sock is not None:
         settings = settings.model_copy(update={"port": sock.getsockname()[1]})
     print(f"skinscan {__version__}: serving {settings.model} at {settings.base_url}/ (Ctrl+C stops)", file=sys.stderr)
+    print(f"skinscan: model: {model_reason(model, named=named)}", file=sys.stderr)
+    print(f"skinscan: {workers} server process{'es' if workers > 1 else ''} ({usable_cores()} usable cores), "
+          f"{settings.threads} model thread{'s' if settings.threads != 1 else ''} each", file=sys.stderr)  # fmt: skip
     fds = raise_fd_limit()  # before the workers start: they inherit it
     backlog = accept_backlog(fds)
     cap = connection_cap(settings.max_connections, fds, backlog)
@@ -91,17 +108,15 @@ def serve(settings: Settings) -> int:
         "http": protocol_factory(ConnectionLimits.from_settings(settings)), "backlog": backlog,
         "ws": "none", "lifespan": "on", "server_header": False,
     }  # fmt: skip
-    if settings.workers > 1:
-        if settings.threads is None:  # share the cores between the workers' model runs instead of oversubscribing
-            settings = settings.model_copy(update={"threads": max(1, (os.cpu_count() or 1) // settings.workers)})
+    if workers > 1:
         # each worker process builds its own app (and engine) from the environment
         os.environ.update(settings_env(settings))
         from skinscan.api.monitor import shared_metrics
 
         with shared_metrics():  # /metrics, answered by any one process, counts all of them
-            if can_share_port():
-                return run_workers(settings.workers, settings.host, settings.port, options)
-            uvicorn.run(APP_FACTORY, host=settings.host, port=settings.port, factory=True, workers=settings.workers,
+            if shared:
+                return run_workers(workers, settings.host, settings.port, options, reserved=sock)
+            uvicorn.run(APP_FACTORY, host=settings.host, port=settings.port, factory=True, workers=workers,
                         **options)  # fmt: skip
         return 0
     from skinscan.api.app import create_app
@@ -113,3 +128,16 @@ def serve(settings: Settings) -> int:
     finally:
         sock.close()
     return 0
+
+
+def model_reason(model: Path, *, named: bool) -> str:
+    """Why this model serves: the user named it, or it is the default chosen for this machine (runtime/defaults.py)."""
+    if named:
+        return "the one named with --model or SKINSCAN_MODEL"
+    try:
+        choice = bundled_model_choice()
+    except SkinscanError:
+        choice = None
+    if choice is not None and model == choice.path:
+        return choice.reason
+    return "the active model of the model store (`skinscan models use`)"

@@ -31,7 +31,8 @@ class Settings(BaseSettings):
     threads: int | None = Field(default=None, ge=1)  # ONNX Runtime threads; None → up to 4
     threshold: float | None = Field(default=None, ge=0, le=1, allow_inf_nan=False)  # override the model's threshold
     site: str | None = None  # a site profile (calibrate-site) to serve with: the clinic's operating point
-    workers: int = Field(default=1, ge=1, le=256)  # server processes, each with its own copy of the model
+    # server processes, each with its own copy of the model; None → one per core this process may use
+    workers: int | None = Field(default=None, ge=1, le=256)
     # Slow and idle clients (see api/protocol.py). A connection must send a request's headers within
     # header_timeout_s of opening (or of its previous response), may pause no longer than body_timeout_s while
     # sending the body, and must have sent all of the request within read_timeout_s; else 408 and it is closed.

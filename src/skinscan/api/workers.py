@@ -48,25 +48,38 @@ def listening_socket(host: str, port: int, *, share: bool = True) -> socket.sock
     return sock
 
 
-def run_workers(count: int, host: str, port: int, uvicorn_options: dict[str, Any]) -> int:
+def reserve_port(host: str, port: int) -> socket.socket:
+    """A socket bound to host:port with SO_REUSEPORT, never listening, held so that every worker process binds the
+    same port (also when it was 0: its port is the one chosen).
+
+    Raises:
+        OSError: the address is taken (by anyone: a plain bind is tried first, so that a port in use is not shared
+            with its owner), or not this machine's.
+    """
+    listening_socket(host, port, share=False).close()
+    return listening_socket(host, port)
+
+
+def run_workers(
+    count: int, host: str, port: int, uvicorn_options: dict[str, Any], reserved: socket.socket | None = None
+) -> int:
     """Run `count` uvicorn processes on host:port until SIGINT or SIGTERM; a process that dies is started again.
 
     Args:
         count: how many processes.
         host, port: where to listen (port 0: a free port, the same for all).
         uvicorn_options: further uvicorn.Config arguments.
+        reserved: the port already reserved with `reserve_port` (closed here when the processes end).
 
     Returns:
         The exit status: 0 after a clean shutdown, 1 when the address cannot be bound.
     """
-    try:
-        # a plain bind first, so that a port in use by anyone fails here rather than being shared with them
-        listening_socket(host, port, share=False).close()
-        # held, never listening, so that every process binds the same port (also when it was 0)
-        reserved = listening_socket(host, port)
-    except OSError as exc:
-        log.error("cannot listen on %s port %d: %s", host, port, exc)
-        return 1
+    if reserved is None:
+        try:
+            reserved = reserve_port(host, port)
+        except OSError as exc:
+            log.error("cannot listen on %s port %d: %s", host, port, exc)
+            return 1
     port = reserved.getsockname()[1]
     context = multiprocessing.get_context("spawn")
     stopping = False

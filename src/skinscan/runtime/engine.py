@@ -30,6 +30,7 @@ from skinscan.core.severity import CANNOT_JUDGE, DEFAULT_SCALE, SeverityStep, se
 from skinscan.core.spec import METADATA_KEY, ModelSpec
 from skinscan.runtime.budget import DecodeBudget, limit_heap_retention
 from skinscan.runtime.checks import refusal_reason
+from skinscan.runtime.defaults import ModelChoice, choose_model, threads_per_worker
 from skinscan.runtime.imaging import DEFAULT_MAX_BYTES, ImageSource, load_image
 from skinscan.runtime.result import HeatmapFn, Prediction
 from skinscan.runtime.session import import_onnxruntime
@@ -55,12 +56,18 @@ def bundled_model_path() -> Path:
     )
 
 
+def bundled_model_choice() -> ModelChoice:
+    """The bundled model this machine runs by default, and why: the float model, or its 8-bit copy where that
+    matches it and the CPU has 8-bit instructions (runtime/defaults.py)."""
+    return choose_model(bundled_model_path())
+
+
 def resolve_model_path(model: str | os.PathLike[str] | None = None) -> Path:
     """An explicit path, else $SKINSCAN_MODEL, else the store's active model (`skinscan models use`), else the
     bundled model. A folder means its model.onnx."""
     chosen = model if model is not None else os.environ.get(MODEL_ENV) or None
     if chosen is None:
-        return active_model_path() or bundled_model_path()
+        return active_model_path() or bundled_model_choice().path
     path = Path(chosen)
     if path.is_dir():
         path = path / "model.onnx"
@@ -70,9 +77,9 @@ def resolve_model_path(model: str | os.PathLike[str] | None = None) -> Path:
 
 
 def default_threads() -> int:
-    # Physical cores, capped: beyond 4 threads a model this small gains little, and under concurrent
-    # requests ONNX Runtime's default (all logical cores per session run) oversubscribes the CPU.
-    return max(1, min(4, os.cpu_count() or 1))
+    # The cores this process may use, capped: beyond 4 threads a model this small gains little, and under
+    # concurrent requests ONNX Runtime's default (all logical cores per session run) oversubscribes the CPU.
+    return threads_per_worker(1)
 
 
 _OUTSIDE = -1e6  # the logit given to pixels outside the analysed region: never coloured
