@@ -13,7 +13,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 
 from skinscan import DISCLAIMER, __version__
-from skinscan.api import model_files
+from skinscan.api import device, model_files
 from skinscan.api.deps import API_KEY_HEADER, EngineSlot
 from skinscan.api.errors import install_error_handlers
 from skinscan.api.middleware import HeadAsGetMiddleware, SecurityHeadersMiddleware
@@ -73,6 +73,7 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
         )  # fmt: skip
     app.include_router(router)
     app.include_router(model_files.router)  # GET /model/files: the served model for `skinscan models pull`
+    app.include_router(device.router)  # the on-device web app: its model, spec, wasm, service worker, manifest
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-# The pages load nothing from elsewhere, so they can say so; blob: and data: are the previews and heatmaps.
+# The pages load nothing from elsewhere, so they can say so; blob: and data: are the previews and heatmaps, and
+# 'wasm-unsafe-eval' lets the page compile ONNX Runtime Web's WebAssembly (on-device judging), nothing else.
 # On every response, not only the pages: a static file or a JSON body opened on its own (or framed by another
 # site) must not be sniffed into HTML, nor run anything.
 SECURITY_HEADERS = {
-    "Content-Security-Policy": "default-src 'self'; img-src 'self' blob: data:; frame-ancestors 'none'",
+    "Content-Security-Policy": "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; img-src 'self' blob: data:; "
+    "frame-ancestors 'none'",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
 }

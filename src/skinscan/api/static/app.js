@@ -1,4 +1,5 @@
-// The skinscan web client: picks or drops photos, sends each to POST predict, and shows one card per photo.
+// The skinscan web client: picks or drops photos, sends each to POST predict or judges it on this device
+// (device.js, the switch or ?device=local), and shows one card per photo saying where it was judged.
 // No build step and nothing from elsewhere: it must work offline, from the same server as the API.
 "use strict";
 
@@ -7,6 +8,8 @@
   const PARALLEL = 2; // photos in flight at once; the server runs the model one batch at a time anyway
   const TIMEOUT_MS = 60000;
   const KEY_STORAGE = "skinscan-api-key";
+  const WHERE_STORAGE = "skinscan-judge-on"; // "device" or "server", remembered across visits
+  const ON_SERVER = "The photo is sent to this server, judged in memory and not stored.";
 
   const $ = (id) => document.getElementById(id);
   const results = $("results");
@@ -15,6 +18,8 @@
   const queue = [];
   let running = 0;
   let apiKey = sessionStorage.getItem(KEY_STORAGE) || "";
+  let device = null; // the on-device judge's promise, once asked for (device.js)
+  let serverReachable = true;
 
   // --- server status ---------------------------------------------------------------------------------
 
@@ -23,6 +28,7 @@
     try {
       const response = await fetch("health", { cache: "no-store" });
       const body = await response.json();
+      serverReachable = true;
       if (body.model_loaded) {
         status.dataset.state = "ready";
         status.textContent = "Ready";
@@ -33,10 +39,73 @@
       status.textContent = body.status === "failed" ? "The model failed to load" : "Loading the model…";
       if (body.status !== "failed") setTimeout(checkHealth, 2000);
     } catch {
-      status.dataset.state = "down";
-      status.textContent = UNREACHABLE;
+      serverReachable = false;
+      status.dataset.state = onDevice() ? "offline" : "down";
+      status.textContent = onDevice() ? "Offline: photos are judged on this device" : UNREACHABLE;
       setTimeout(checkHealth, 5000);
     }
+  }
+
+  // --- where photos are judged --------------------------------------------------------------------------
+
+  function onDevice() {
+    return $("device-toggle").checked;
+  }
+
+  function wireWhere() {
+    const toggle = $("device-toggle");
+    const asked = new URLSearchParams(location.search).get("device");
+    // ?device=local (or =server) decides for this visit; the switch, when used, is remembered
+    toggle.checked = asked ? asked === "local" : localStorage.getItem(WHERE_STORAGE) === "device";
+    toggle.addEventListener("change", () => {
+      localStorage.setItem(WHERE_STORAGE, toggle.checked ? "device" : "server");
+      showWhere();
+    });
+    showWhere();
+    // the model first, then the offline copy: the service worker then finds it in the browser's HTTP cache
+    // instead of downloading it a second time
+    (onDevice() ? loadJudge().catch(() => {}) : Promise.resolve()).then(keepOffline);
+  }
+
+  function keepOffline() {
+    // the offline app: page, scripts, model and WebAssembly kept by the service worker (sw.js); it needs a secure
+    // context (https, or this machine's own address), without which the page still works online
+    if ("serviceWorker" in navigator && window.isSecureContext) {
+      navigator.serviceWorker.register("sw.js").catch((error) => console.warn("no offline copy:", error.message));
+    }
+  }
+
+  function showWhere() {
+    const line = $("device-status");
+    if (!onDevice()) {
+      line.dataset.state = "server";
+      line.textContent = ON_SERVER;
+      if (!serverReachable) checkHealth();
+      return;
+    }
+    line.dataset.state = "loading";
+    line.textContent = "Loading the model onto this device…";
+    loadJudge().then(
+      (judge) => {
+        if (!onDevice()) return;
+        line.dataset.state = "ready";
+        line.textContent = `Photos are judged on this device and never leave it (model ${judge.spec.model.id}, ` +
+          `${(judge.spec.model.bytes / 1e6).toFixed(1)} MB, kept for offline use).`;
+      },
+      (error) => {
+        if (!onDevice()) return;
+        line.dataset.state = "failed";
+        line.textContent = `Cannot judge on this device: ${error.message}. Switch it off to have the server judge photos.`;
+      },
+    );
+  }
+
+  function loadJudge() {
+    if (!device) {
+      device = import("./device.js").then((module) => module.loadDevice());
+      device.catch(() => { device = null; }); // a later try may succeed (the server back, say)
+    }
+    return device;
   }
 
   // --- choosing files ------------------------------------------------------------------------------------
@@ -197,7 +266,7 @@
   }
 
   function modelLine(body) {
-    const parts = [];
+    const parts = [body.where === "device" ? "Judged on this device" : "Judged on the server"];
     if (body.model) parts.push(`Model ${body.model.id} ${body.model.version}`);
     if (typeof body.latency_ms === "number") parts.push(`${Math.round(body.latency_ms)} ms`);
     return parts.join(" · ");
@@ -216,7 +285,36 @@
     }
   }
 
+  async function checkOnDevice(card) {
+    card.element.dataset.where = "device";
+    let judge;
+    try {
+      judge = await loadJudge();
+    } catch (error) {
+      showProblem(card, "error", "Cannot judge on this device", `${capitalise(error.message)}. Nothing was sent.`, true);
+      return;
+    }
+    let body;
+    try {
+      body = await judge.judge(card.file);
+    } catch (error) {
+      const readable = error && error.constructor && error.constructor.name === "DeviceImageError";
+      showProblem(card, "error", readable ? "This file is not a readable image" : "Cannot judge on this device",
+        readable ? error.message : `${error && error.message}. Nothing was sent.`, !readable);
+      card.part(".meta").textContent = "Judged on this device";
+      return;
+    }
+    if (body.status === "ok") {
+      showVerdict(card, body);
+    } else {
+      showProblem(card, "rejected", body.verdict, body.reason, false);
+      card.part(".meta").textContent = modelLine(body);
+    }
+  }
+
   async function check(card) {
+    if (onDevice()) return checkOnDevice(card);
+    card.element.dataset.where = "server";
     const form = new FormData();
     form.append("file", card.file, card.file.name || "photo");
     const headers = apiKey ? { "X-API-Key": apiKey } : {};
@@ -278,5 +376,6 @@
   }
 
   wirePicking();
+  wireWhere();
   checkHealth();
 })();
