@@ -95,9 +95,24 @@ def test_the_wheel_carries_the_bundled_model_and_the_pages(wheel: Path) -> None:
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
         data = next(n.split("/data/")[0] for n in names if "/data/share/" in n) + "/data/share/skinscan/models/"
-        for name in ("model.onnx", "model.json", "README.md", "int8/model.onnx", "int8/model.json"):
+        for name in (
+            "model.onnx",
+            "model.json",
+            "README.md",
+            "int8/model.onnx",
+            "int8/model.json",
+            "device/model.onnx",
+            "device/model.json",
+        ):
             assert archive.read(data + name) == (ROOT / "models" / name).read_bytes(), name
         assert {"skinscan/api/static/index.html", "skinscan/gui/styles/dark.qss", "skinscan/py.typed"} <= names
+        # the on-device web app: its scripts, service worker, pixel graph and ONNX Runtime Web with its licence
+        vendored = [
+            f"skinscan/api/static/vendor/ort/{name}"
+            for name in ("VERSION.json", "LICENSE", "ort.wasm.min.mjs", "ort-wasm-simd-threaded.wasm.gz")
+        ]
+        static = [f"skinscan/api/static/{name}" for name in ("device.js", "imaging.js", "sw.js", "prepare.onnx")]
+        assert set(vendored + static) <= names
     assert not any(n.startswith(("tests/", "benchmarks/", "experiments/")) for n in names)
 
 
